@@ -1,0 +1,1 @@
+"""Talking to the EMR Serverless Spark API: signing, the HTTP client, discovery."""

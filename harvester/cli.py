@@ -1,0 +1,257 @@
+"""The `harvester` command (composition root): parse arguments, load settings, set up
+logging, run the chosen mode and map the outcome to an exit status (DESIGN §5).
+
+Exit status: 0 every target succeeded; 1 a target or the runtime failed; 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import make_url
+
+from harvester import __version__
+from harvester.db import migrate as migrations
+from harvester.db.engine import create_engine
+from harvester.errors import ConfigError, HarvesterError
+from harvester.harvest import RunSummary
+from harvester.settings import Settings, load_settings, resolve_config_path
+from harvester.simulator.cli import simulate
+from harvester.sync import SyncResult, run_sync
+
+log = logging.getLogger("harvester")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+T = TypeVar("T")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats records (text or JSON lines) and masks any known secret that slipped in."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__()
+        self._json = fmt == "json"
+        self._secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        target = getattr(record, "target", None)
+        if self._json:
+            payload: dict[str, Any] = {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            if target:
+                payload["target"] = target
+            if record.exc_info:
+                payload["exception"] = self.formatException(record.exc_info)
+            text = json.dumps(payload, ensure_ascii=False)
+        else:
+            prefix = f"[{target}] " if target else ""
+            text = (
+                f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {record.levelname:<7} "
+                f"{prefix}{record.getMessage()}"
+            )
+            if record.exc_info:
+                text += "\n" + self.formatException(record.exc_info)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def known_secrets(settings: Settings | None) -> list[str]:
+    """Values that must never be printed: AccessKey secret, STS token, database password."""
+    secrets = [
+        os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+        os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+    ]
+    if settings is not None:
+        secrets.append(make_url(settings.database.url).password or "")
+    return [s for s in secrets if s]
+
+
+def configure_logging(level: str, fmt: str, settings: Settings | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(fmt, known_secrets(settings)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("harvester").setLevel(level)
+
+
+def fail(message: str, status: int) -> None:
+    """Print a user-facing error (no traceback) and exit."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def load(config: Path | None, log_level: str | None, log_format: str | None) -> Settings:
+    """Settings from file and env, with logging configured; exits 2 on config errors."""
+    try:
+        settings = load_settings(resolve_config_path(config, os.environ))
+    except ConfigError as exc:
+        configure_logging("INFO", log_format or "text", None)
+        fail(exc.message, EXIT_CONFIG)
+    configure_logging(
+        log_level or settings.logging.level, log_format or settings.logging.format, settings
+    )
+    return settings
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning harvester errors into messages and exit statuses."""
+    try:
+        return asyncio.run(coroutine)
+    except ConfigError as exc:
+        fail(exc.message, EXIT_CONFIG)
+    except HarvesterError as exc:
+        fail(exc.message, EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_FAILED)
+    raise AssertionError("unreachable")
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--config, --log-level and --log-format, taken by every command."""
+    command = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default=None,
+        help="Log line format (default from [logging] format).",
+    )(command)
+    command = click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        default=None,
+        help="Log level (default from [logging] level).",
+    )(command)
+    return click.option(
+        "--config",
+        "config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Config file (default: $HARVESTER_CONFIG, else config/harvester.toml if present).",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harvester")
+def main() -> None:
+    """Keep a complete, queryable history of EMR Serverless Spark Livy Gateway sessions."""
+
+
+@main.command()
+@common_options
+def migrate(config: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """Bring the database to the latest schema."""
+    settings = load(config, log_level, log_format)
+
+    async def upgrade() -> str | None:
+        engine = create_engine(settings.database.url)
+        try:
+            async with engine.begin() as conn:
+                await migrations.upgrade(conn)
+                return await migrations.current_revision(conn)
+        except HarvesterError:
+            raise
+        except Exception as exc:
+            cause = getattr(exc, "orig", None) or exc
+            raise HarvesterError(
+                f"migration failed on {engine.url.render_as_string(hide_password=True)}: "
+                f"{type(cause).__name__}: {str(cause)[:300]}"
+            ) from None
+        finally:
+            await engine.dispose()
+
+    revision = run_async(upgrade())
+    click.echo(f"database is at revision {revision}")
+
+
+@main.command()
+@common_options
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="ID",
+    help="Only this gateway (lc-…), workspace (w-…) or workspace/gateway; repeatable.",
+)
+@click.option(
+    "--full", is_flag=True, help="Read every page of every gateway (every sync does, for now)."
+)
+def sync(
+    config: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+    targets: tuple[str, ...],
+    full: bool,
+) -> None:
+    """Harvest every target once, then exit (0 all succeeded, 1 a target failed)."""
+    settings = load(config, log_level, log_format)
+    interactive = sys.stderr.isatty()
+    if interactive:
+        from harvester.progress import SyncProgress
+
+        with SyncProgress() as progress:
+            result = run_async(
+                run_sync(
+                    settings,
+                    targets=targets,
+                    mode="full",
+                    on_page=progress.page_stored,
+                    on_gateways=progress.add_gateways,
+                )
+            )
+    else:
+        result = run_async(run_sync(settings, targets=targets, mode="full"))
+    print_summary(result, interactive)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def summary_line(run: RunSummary) -> str:
+    """One logfmt line per target: parseable by scripts, readable by people."""
+    fields: list[tuple[str, object]] = [
+        ("target", run.gateway.key),
+        ("status", run.status),
+        ("mode", run.mode),
+        ("pages", run.pages),
+        ("requests", run.requests),
+        ("new", run.inserted),
+        ("updated", run.updated),
+        ("unchanged", run.unchanged),
+        ("skipped", run.skipped),
+        ("invalid_values", run.invalid_values),
+        ("state_changes", run.state_changes),
+        ("duration_s", f"{run.duration_s:.2f}"),
+    ]
+    if run.error:
+        fields.append(("error", json.dumps(run.error, ensure_ascii=False)))
+    return " ".join(f"{key}={value}" for key, value in fields)
+
+
+def print_summary(result: SyncResult, interactive: bool) -> None:
+    if interactive:
+        from harvester.progress import summary_table
+
+        summary_table(result)
+    else:
+        for run in result.runs:
+            click.echo(summary_line(run))
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
+    for run in result.runs:
+        if run.status != "succeeded":
+            click.echo(f"error: {run.gateway.key}: {run.error}", err=True)
+
+
+main.add_command(simulate)

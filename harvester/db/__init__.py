@@ -1,0 +1,1 @@
+"""The store: table metadata, engines, migrations and the data functions."""

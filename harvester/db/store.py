@@ -1,0 +1,396 @@
+"""Data functions: page upserts, the run ledger and the target registry.
+
+Every function takes the connection first; the caller owns the transaction, one per page
+(DESIGN §6: a page's sessions, state changes, run counters and checkpoint commit together).
+
+On PostgreSQL a page is written by ONE statement (data-modifying CTEs): one round trip,
+atomic on its own. SQLite cannot modify data in a CTE, so there the same steps are a few
+statements inside the caller's transaction. Both skip unchanged rows inside the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from harvester.db.tables import UtcDateTime, harvest_runs, harvest_targets, livy_sessions
+from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
+
+# (record field, PostgreSQL type in the page document) in SessionRecord order.
+_RECORD_FIELDS: Final = tuple(
+    (field.name, pg_type)
+    for field, pg_type in zip(
+        dataclasses.fields(SessionRecord),
+        (
+            "text", "text", "text", "text", "text", "text", "jsonb", "text", "text", "text",
+            "text", "text", "bigint", "bigint", "numeric", "bigint", "bigint", "jsonb",
+        ),  # fmt: skip
+        strict=True,
+    )
+)
+#: columns filled from the API, in table order; changes to any of them are "real change"
+SOURCE_COLUMNS: Final = tuple(
+    name.removesuffix("_ms") for name, _ in _RECORD_FIELDS
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageCounts:
+    """What storing one page did."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    state_changes: int
+
+
+def _page_document(records: Sequence[SessionRecord]) -> str:
+    # orjson serializes slotted dataclasses natively: one C call for the whole page.
+    return orjson.dumps(records).decode()
+
+
+def _pg_value(name: str) -> str:
+    if name.endswith("_ms"):
+        return f"timestamptz 'epoch' + i.{name} * interval '1 millisecond'"
+    return f"i.{name}"
+
+
+def _sqlite_value(name: str) -> str:
+    path = f"json_extract(value, '$.{name}')"
+    if name.endswith("_ms"):
+        # The text layout SQLAlchemy uses for DateTime on SQLite, so both read back alike.
+        return (
+            f"strftime('%Y-%m-%d %H:%M:%S', {path} / 1000, 'unixepoch')"
+            f" || printf('.%06d', ({path} % 1000) * 1000)"
+        )
+    return path
+
+
+#: the columns an upsert may change (all but the key)
+_MUTABLE_COLUMNS: Final = SOURCE_COLUMNS[1:]
+
+
+def _changed(old: str, new: str, *, operator: str) -> str:
+    return " OR ".join(f"{old}.{c} {operator} {new}.{c}" for c in _MUTABLE_COLUMNS)
+
+
+_COLUMN_LIST: Final = ", ".join(SOURCE_COLUMNS)
+_UPDATE_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in _MUTABLE_COLUMNS)
+
+_PG_PAGE_SQL: Final = f"""
+WITH incoming AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS i(
+        {", ".join(f"{name} {pg_type}" for name, pg_type in _RECORD_FIELDS)})
+),
+previous AS (
+    SELECT s.session_id, s.state
+    FROM livy_sessions AS s JOIN incoming AS i ON i.session_id = s.session_id
+),
+written AS (
+    INSERT INTO livy_sessions AS s ({_COLUMN_LIST}, first_seen_at, updated_at, gone_at)
+    SELECT {", ".join(_pg_value(name) for name, _ in _RECORD_FIELDS)},
+           CAST(:now AS timestamptz), CAST(:now AS timestamptz), NULL
+    FROM incoming AS i
+    ON CONFLICT (session_id) DO UPDATE SET {_UPDATE_SET},
+        updated_at = CASE WHEN {_changed("s", "excluded", operator="IS DISTINCT FROM")}
+                     THEN excluded.updated_at ELSE s.updated_at END,
+        gone_at = NULL
+    WHERE {_changed("s", "excluded", operator="IS DISTINCT FROM")} OR s.gone_at IS NOT NULL
+    RETURNING s.session_id, s.state
+),
+counts AS (
+    SELECT count(*) FILTER (WHERE p.session_id IS NULL) AS inserted,
+           count(*) FILTER (WHERE p.session_id IS NOT NULL) AS updated
+    FROM written AS w LEFT JOIN previous AS p ON p.session_id = w.session_id
+),
+changes AS (
+    INSERT INTO session_state_changes (session_id, from_state, to_state, observed_at)
+    SELECT w.session_id, p.state, w.state, CAST(:now AS timestamptz)
+    FROM written AS w LEFT JOIN previous AS p ON p.session_id = w.session_id
+    WHERE p.session_id IS NULL OR p.state IS DISTINCT FROM w.state
+    RETURNING 1
+),
+run AS (
+    UPDATE harvest_runs SET
+        pages = pages + 1,
+        requests = requests + CAST(:requests AS integer),
+        sessions_seen = sessions_seen + CAST(:seen AS integer),
+        sessions_inserted = sessions_inserted + counts.inserted,
+        sessions_updated = sessions_updated + counts.updated,
+        sessions_unchanged = sessions_unchanged
+            + CAST(:seen AS integer) - counts.inserted - counts.updated,
+        sessions_skipped = sessions_skipped + CAST(:skipped AS integer),
+        invalid_values = invalid_values + CAST(:invalid_values AS integer)
+    FROM counts WHERE harvest_runs.id = CAST(:run_id AS bigint)
+    RETURNING 1
+),
+checkpoint AS (
+    UPDATE harvest_targets SET checkpoint = CAST(:checkpoint AS jsonb)
+    WHERE workspace_id = :workspace_id AND compute_id = :compute_id
+    RETURNING 1
+)
+SELECT counts.inserted, counts.updated, (SELECT count(*) FROM changes) AS state_changes,
+       (SELECT count(*) FROM run) AS runs
+FROM counts
+"""
+
+# A subquery, not a CTE: Python's sqlite3 reports no rowcount for statements starting WITH.
+_SQLITE_INCOMING: Final = f"""(
+    SELECT {", ".join(f"{_sqlite_value(name)} AS {name.removesuffix('_ms')}"
+                      for name, _ in _RECORD_FIELDS)}
+    FROM json_each(:rows)
+)"""
+
+_SQLITE_STATE_CHANGES: Final = f"""
+INSERT INTO session_state_changes (session_id, from_state, to_state, observed_at)
+SELECT i.session_id, s.state, i.state, :now
+FROM {_SQLITE_INCOMING} AS i LEFT JOIN livy_sessions AS s ON s.session_id = i.session_id
+WHERE s.session_id IS NULL OR s.state IS NOT i.state
+"""
+
+_SQLITE_EXISTING: Final = f"""
+SELECT count(*)
+FROM {_SQLITE_INCOMING} AS i JOIN livy_sessions AS s ON s.session_id = i.session_id
+"""
+
+_SQLITE_UPSERT: Final = f"""
+INSERT INTO livy_sessions AS s ({_COLUMN_LIST}, first_seen_at, updated_at, gone_at)
+SELECT {_COLUMN_LIST}, :now, :now, NULL FROM {_SQLITE_INCOMING} WHERE true
+ON CONFLICT (session_id) DO UPDATE SET {_UPDATE_SET},
+    updated_at = CASE WHEN {_changed("s", "excluded", operator="IS NOT")}
+                 THEN excluded.updated_at ELSE s.updated_at END,
+    gone_at = NULL
+WHERE {_changed("s", "excluded", operator="IS NOT")} OR s.gone_at IS NOT NULL
+"""
+
+
+def _statement(sql: str) -> Any:
+    statement = text(sql)
+    if ":now" in sql:
+        statement = statement.bindparams(bindparam("now", type_=UtcDateTime()))
+    return statement
+
+
+_PG_PAGE = _statement(_PG_PAGE_SQL)
+_SQLITE_STEPS = {name: _statement(sql) for name, sql in (
+    ("state_changes", _SQLITE_STATE_CHANGES),
+    ("existing", _SQLITE_EXISTING),
+    ("upsert", _SQLITE_UPSERT),
+)}  # fmt: skip
+
+
+async def store_page(
+    conn: AsyncConnection,
+    *,
+    run_id: int,
+    gateway: Gateway,
+    records: Sequence[SessionRecord],
+    requests: int,
+    skipped: int,
+    invalid_values: int,
+    checkpoint: Mapping[str, Any],
+    now: datetime,
+) -> PageCounts:
+    """Upsert one page, record state changes, add to the run's counters, move the checkpoint.
+
+    `records` must hold each session id at most once. Unchanged sessions are not rewritten.
+    """
+    rows = _page_document(records)
+    params: dict[str, Any] = {"rows": rows, "now": now}
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(
+            _PG_PAGE,
+            {
+                **params,
+                "requests": requests,
+                "seen": len(records),
+                "skipped": skipped,
+                "invalid_values": invalid_values,
+                "run_id": run_id,
+                "checkpoint": orjson.dumps(checkpoint).decode(),
+                "workspace_id": gateway.workspace_id,
+                "compute_id": gateway.compute_id,
+            },
+        )
+        inserted, updated, state_changes, runs = result.one()
+        if runs != 1:
+            raise LookupError(f"harvest run {run_id} does not exist")
+    else:
+        # History rows are written before their session's first insert: check at commit.
+        await conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        state_changes = (await conn.execute(_SQLITE_STEPS["state_changes"], params)).rowcount
+        existing = (await conn.execute(_SQLITE_STEPS["existing"], params)).scalar_one()
+        written = (await conn.execute(_SQLITE_STEPS["upsert"], params)).rowcount
+        inserted = len(records) - existing
+        updated = written - inserted
+        await _add_to_run(
+            conn,
+            run_id,
+            requests=requests,
+            pages=1,
+            sessions_seen=len(records),
+            sessions_inserted=inserted,
+            sessions_updated=updated,
+            sessions_unchanged=len(records) - written,
+            sessions_skipped=skipped,
+            invalid_values=invalid_values,
+        )
+        await conn.execute(
+            update(harvest_targets)
+            .where(
+                harvest_targets.c.workspace_id == gateway.workspace_id,
+                harvest_targets.c.compute_id == gateway.compute_id,
+            )
+            .values(checkpoint=dict(checkpoint))
+        )
+    return PageCounts(
+        inserted=inserted,
+        updated=updated,
+        unchanged=len(records) - inserted - updated,
+        state_changes=state_changes,
+    )
+
+
+async def _add_to_run(conn: AsyncConnection, run_id: int, **increments: int) -> None:
+    columns = harvest_runs.c
+    result = await conn.execute(
+        update(harvest_runs)
+        .where(columns.id == run_id)
+        .values({name: columns[name] + amount for name, amount in increments.items()})
+    )
+    if result.rowcount != 1:
+        raise LookupError(f"harvest run {run_id} does not exist")
+
+
+async def add_requests(conn: AsyncConnection, run_id: int, requests: int) -> None:
+    """Count requests that stored no page (failed or empty answers) on the run."""
+    if requests:
+        await _add_to_run(conn, run_id, requests=requests)
+
+
+async def start_run(
+    conn: AsyncConnection, gateway: Gateway, mode: RunMode, started_at: datetime
+) -> int:
+    """Open a run in the ledger and return its id."""
+    result = await conn.execute(
+        insert(harvest_runs)
+        .values(
+            workspace_id=gateway.workspace_id,
+            compute_id=gateway.compute_id,
+            region_id=gateway.region_id,
+            started_at=started_at,
+            status="running",
+            mode=mode,
+        )
+        .returning(harvest_runs.c.id)
+    )
+    run_id = int(result.scalar_one())
+    await conn.execute(
+        update(harvest_targets)
+        .where(
+            harvest_targets.c.workspace_id == gateway.workspace_id,
+            harvest_targets.c.compute_id == gateway.compute_id,
+        )
+        .values(last_run_id=run_id)
+    )
+    return run_id
+
+
+async def finish_run(
+    conn: AsyncConnection,
+    run_id: int,
+    gateway: Gateway,
+    *,
+    status: RunStatus,
+    finished_at: datetime,
+    mode: RunMode,
+    requests: int = 0,
+    error: str | None = None,
+) -> None:
+    """Close a run; on success move the target's success marks and clear its checkpoint."""
+    await conn.execute(
+        update(harvest_runs)
+        .where(harvest_runs.c.id == run_id)
+        .values(
+            status=status,
+            finished_at=finished_at,
+            error=error,
+            requests=harvest_runs.c.requests + requests,
+        )
+    )
+    if status == "succeeded":
+        marks: dict[str, Any] = {"last_success_at": finished_at, "checkpoint": None}
+        if mode == "full":
+            marks["last_full_pass_at"] = finished_at
+        await conn.execute(
+            update(harvest_targets)
+            .where(
+                harvest_targets.c.workspace_id == gateway.workspace_id,
+                harvest_targets.c.compute_id == gateway.compute_id,
+            )
+            .values(marks)
+        )
+
+
+async def register_targets(
+    conn: AsyncConnection,
+    gateways: Iterable[Gateway],
+    *,
+    origin: str,
+    seen_at: datetime,
+) -> None:
+    """Record gateways as known and active (new ones inserted, known ones touched)."""
+    known = {
+        (row.workspace_id, row.compute_id)
+        for row in await conn.execute(
+            select(harvest_targets.c.workspace_id, harvest_targets.c.compute_id)
+        )
+    }
+    for gateway in gateways:
+        key = (gateway.workspace_id, gateway.compute_id)
+        if key in known:
+            await conn.execute(
+                update(harvest_targets)
+                .where(
+                    harvest_targets.c.workspace_id == gateway.workspace_id,
+                    harvest_targets.c.compute_id == gateway.compute_id,
+                )
+                .values(
+                    last_seen_at=seen_at,
+                    active=True,
+                    region_id=gateway.region_id,
+                    name=func.coalesce(gateway.name, harvest_targets.c.name),
+                )
+            )
+        else:
+            await conn.execute(
+                insert(harvest_targets).values(
+                    workspace_id=gateway.workspace_id,
+                    compute_id=gateway.compute_id,
+                    region_id=gateway.region_id,
+                    name=gateway.name,
+                    origin=origin,
+                    active=True,
+                    first_seen_at=seen_at,
+                    last_seen_at=seen_at,
+                )
+            )
+            known.add(key)
+
+
+async def count_sessions(conn: AsyncConnection, gateway: Gateway | None = None) -> int:
+    """Sessions stored, for one gateway or in all."""
+    query = select(func.count()).select_from(livy_sessions)
+    if gateway is not None:
+        query = query.where(
+            livy_sessions.c.workspace_id == gateway.workspace_id,
+            livy_sessions.c.compute_id == gateway.compute_id,
+        )
+    return int((await conn.execute(query)).scalar_one())

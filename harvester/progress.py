@@ -1,0 +1,82 @@
+"""What `sync` shows on a terminal: a progress bar per gateway, then a summary table."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from harvester.harvest import RunSummary
+from harvester.records import Gateway
+from harvester.sync import SyncResult
+
+
+class SyncProgress:
+    """Rich progress bars on stderr; the bar of a gateway counts pages."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("pages  {task.fields[sessions]} sessions"),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> SyncProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def add_gateways(self, gateways: list[Gateway]) -> None:
+        for gateway in gateways:
+            self._tasks[gateway.key] = self._progress.add_task(
+                gateway.key, total=None, sessions=0
+            )
+
+    def page_stored(self, summary: RunSummary) -> None:
+        task = self._tasks.get(summary.gateway.key)
+        if task is None:
+            return
+        pages_total = None
+        if summary.total_count is not None and summary.pages:
+            per_page = max(1, math.ceil(summary.seen / summary.pages))
+            pages_total = max(summary.pages, math.ceil(summary.total_count / per_page))
+        self._progress.update(
+            task, completed=summary.pages, total=pages_total, sessions=summary.seen
+        )
+
+
+def summary_table(result: SyncResult) -> None:
+    """The per-gateway summary as a table on stdout."""
+    table = Table(title="harvest summary")
+    for column in ("gateway", "status", "pages", "requests", "new", "updated", "unchanged",
+                   "skipped", "state changes", "seconds"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("gateway", "status") else "right")
+    for run in result.runs:
+        style = "green" if run.status == "succeeded" else "red"
+        table.add_row(
+            run.gateway.key,
+            f"[{style}]{run.status}[/{style}]",
+            str(run.pages),
+            str(run.requests),
+            str(run.inserted),
+            str(run.updated),
+            str(run.unchanged),
+            str(run.skipped),
+            str(run.state_changes),
+            f"{run.duration_s:.1f}",
+        )
+    Console().print(table)
