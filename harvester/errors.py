@@ -1,11 +1,11 @@
 """The exception tree, ordered by what the caller does about each error.
 
     HarvesterError
-    ├── ConfigError          the user's configuration is wrong: exit 2, fix the file or env
+    ├── ConfigError          the configuration is wrong: exit 2, fix the file or env
     ├── ApiError             talking to the cloud API failed
     │   ├── ApiUnavailable   transient (transport, timeout, 5xx, throttling): retried
-    │   └── ApiRejected      the service said no (signature, unknown gateway, other 4xx): not retried
-    │       └── ApiInvalidResponse  an answer we cannot use (not JSON, wrong shape, error code in a 200)
+    │   └── ApiRejected      the service said no (signature, unknown gateway, 4xx): final
+    │       └── ApiInvalidResponse  an answer of the wrong shape
     └── StoreError           the database failed or is unreachable
 
 The class docstring is the default message. Messages never contain secrets.

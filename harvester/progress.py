@@ -42,9 +42,7 @@ class SyncProgress:
 
     def add_gateways(self, gateways: list[Gateway]) -> None:
         for gateway in gateways:
-            self._tasks[gateway.key] = self._progress.add_task(
-                gateway.key, total=None, sessions=0
-            )
+            self._tasks[gateway.key] = self._progress.add_task(gateway.key, total=None, sessions=0)
 
     def page_stored(self, summary: RunSummary) -> None:
         task = self._tasks.get(summary.gateway.key)

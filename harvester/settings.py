@@ -1,6 +1,7 @@
 """Frozen settings read once from TOML and HARVESTER_* environment variables.
 
-Precedence: built-in defaults < config file < `HARVESTER_<SECTION>__<KEY>` < `HARVESTER_DATABASE_URL`.
+Precedence: built-in defaults < config file < `HARVESTER_<SECTION>__<KEY>`
+< `HARVESTER_DATABASE_URL`.
 Only the CLI calls `load_settings`; everything else receives the frozen `Settings`.
 """
 
@@ -51,7 +52,7 @@ def parse_duration_s(value: object) -> float:
             parts = _DURATION_PART.findall(text)
             if not parts or _DURATION_PART.sub("", text).strip():
                 raise ValueError(
-                    f"{value!r} is not a duration; use a number with s, m, h or d, like '30s' or '5m'"
+                    f"{value!r} is not a duration; use a number with s, m, h or d, like '5m'"
                 ) from None
             seconds = sum(float(number) * _UNIT_S[unit] for number, unit in parts)
     else:

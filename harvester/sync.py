@@ -42,9 +42,7 @@ def select_gateways(gateways: Sequence[Gateway], wanted: Sequence[str]) -> list[
     """Gateways matching --target values: a gateway id, a workspace id or `workspace/gateway`."""
     if not wanted:
         return list(gateways)
-    chosen = [
-        g for g in gateways if {g.compute_id, g.workspace_id, g.key} & set(wanted)
-    ]
+    chosen = [g for g in gateways if {g.compute_id, g.workspace_id, g.key} & set(wanted)]
     unknown = [w for w in wanted if not any(w in (g.compute_id, g.workspace_id, g.key)
                                             for g in gateways)]  # fmt: skip
     if unknown:

@@ -234,8 +234,10 @@ class ApiClient:
             date=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             nonce=uuid.uuid4().hex,
         )
-        # The query string sent is the canonical one that was signed; yarl must not re-encode.
-        url = URL(f"{base.scheme}://{base.netloc}{full_path}?{canonical_query(query)}", encoded=True)
+        # Send the canonical query that was signed; yarl must not re-encode it.
+        url = URL(
+            f"{base.scheme}://{base.netloc}{full_path}?{canonical_query(query)}", encoded=True
+        )
         async with self._slots, self._limiter:
             self.stats.requests += 1
             if tally is not None:
@@ -328,7 +330,11 @@ class ApiClient:
             f"/api/v1/workspaces/{quote(gateway.workspace_id, safe='')}"
             f"/livycompute/{quote(gateway.compute_id, safe='')}/session"
         )
-        query = {"pageNum": str(page_num), "pageSize": str(page_size), "regionId": gateway.region_id}
+        query = {
+            "pageNum": str(page_num),
+            "pageSize": str(page_size),
+            "regionId": gateway.region_id,
+        }
         target = f"gateway {gateway.key} ({gateway.region_id})"
         data = await self.call(
             "ListLivyComputeSessions", gateway.region_id, path, query, target=target, tally=tally

@@ -52,7 +52,14 @@ def canonical_request(
     canonical_headers = "".join(f"{name}:{lowered[name]}\n" for name in names)
     signed_headers = ";".join(names)
     request = "\n".join(
-        [method.upper(), path, canonical_query(query), canonical_headers, signed_headers, body_sha256]
+        [
+            method.upper(),
+            path,
+            canonical_query(query),
+            canonical_headers,
+            signed_headers,
+            body_sha256,
+        ]
     )
     return request, signed_headers
 
@@ -60,9 +67,7 @@ def canonical_request(
 def signature(access_key_secret: str, request: str) -> str:
     """Hex HMAC-SHA256 over the string to sign derived from a canonical request."""
     string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(request.encode()).hexdigest()}"
-    return hmac.new(
-        access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    return hmac.new(access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def authorization(

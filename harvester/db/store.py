@@ -29,16 +29,30 @@ _RECORD_FIELDS: Final = tuple(
     for field, pg_type in zip(
         dataclasses.fields(SessionRecord),
         (
-            "text", "text", "text", "text", "text", "text", "jsonb", "text", "text", "text",
-            "text", "text", "bigint", "bigint", "numeric", "bigint", "bigint", "jsonb",
-        ),  # fmt: skip
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "jsonb",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "bigint",
+            "bigint",
+            "numeric",
+            "bigint",
+            "bigint",
+            "jsonb",
+        ),
         strict=True,
     )
 )
 #: columns filled from the API, in table order; changes to any of them are "real change"
-SOURCE_COLUMNS: Final = tuple(
-    name.removesuffix("_ms") for name, _ in _RECORD_FIELDS
-)
+SOURCE_COLUMNS: Final = tuple(name.removesuffix("_ms") for name, _ in _RECORD_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +157,9 @@ FROM counts
 
 # A subquery, not a CTE: Python's sqlite3 reports no rowcount for statements starting WITH.
 _SQLITE_INCOMING: Final = f"""(
-    SELECT {", ".join(f"{_sqlite_value(name)} AS {name.removesuffix('_ms')}"
-                      for name, _ in _RECORD_FIELDS)}
+    SELECT {
+    ", ".join(f"{_sqlite_value(name)} AS {name.removesuffix('_ms')}" for name, _ in _RECORD_FIELDS)
+}
     FROM json_each(:rows)
 )"""
 

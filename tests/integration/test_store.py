@@ -72,8 +72,9 @@ async def test_page_insert_then_unchanged_then_changed(engine: AsyncEngine) -> N
 
     async with engine.connect() as conn:
         rows = {r.session_id: r for r in await conn.execute(select(livy_sessions))}
-        history = (await conn.execute(
-            select(session_state_changes).order_by(session_state_changes.c.id))).all()
+        history = (
+            await conn.execute(select(session_state_changes).order_by(session_state_changes.c.id))
+        ).all()
         run = (await conn.execute(select(harvest_runs))).one()
         target = (await conn.execute(select(harvest_targets))).one()
     s1 = rows["s1"]
@@ -81,8 +82,10 @@ async def test_page_insert_then_unchanged_then_changed(engine: AsyncEngine) -> N
     assert s1.end_time == datetime(2026, 1, 2, 4, 4, 5, tzinfo=UTC)
     assert s1.create_time == datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
     assert Decimal(str(s1.cu_hours)) == Decimal("2.5")
-    assert s1.first_seen_at == T0 and s1.updated_at == later
-    assert rows["s2"].updated_at == later and rows["s2"].state == "running"
+    assert s1.first_seen_at == T0
+    assert s1.updated_at == later
+    assert rows["s2"].updated_at == later
+    assert rows["s2"].state == "running"
     assert s1.mb_seconds == 9_000_000_000_000
     assert s1.spark_conf == {"proxyUser": "alice", "spark.executor.cores": "2"}
     assert s1.raw == {"sessionId": "s1", "state": "terminated"}
@@ -114,7 +117,9 @@ async def test_null_fields_and_empty_page(engine: AsyncEngine) -> None:
     assert await write(engine, run_id, [], T0) == store.PageCounts(0, 0, 0, 0)
     async with engine.connect() as conn:
         row = (await conn.execute(select(livy_sessions))).one()
-    assert row.create_time is None and row.spark_conf is None and row.cu_hours is None
+    assert row.create_time is None
+    assert row.spark_conf is None
+    assert row.cu_hours is None
 
 
 async def test_finish_run_marks_target(engine: AsyncEngine) -> None:
@@ -125,9 +130,13 @@ async def test_finish_run_marks_target(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         run = (await conn.execute(select(harvest_runs))).one()
         target = (await conn.execute(select(harvest_targets))).one()
-    assert run.status == "succeeded" and run.requests == 2 and run.finished_at == T0
-    assert target.last_success_at == T0 and target.last_full_pass_at == T0
-    assert target.last_run_id == run_id and target.checkpoint is None
+    assert run.status == "succeeded"
+    assert run.requests == 2
+    assert run.finished_at == T0
+    assert target.last_success_at == T0
+    assert target.last_full_pass_at == T0
+    assert target.last_run_id == run_id
+    assert target.checkpoint is None
 
 
 async def test_page_for_missing_run_fails_whole(engine: AsyncEngine) -> None:
