@@ -304,7 +304,7 @@ class ApiClient:
             retry=retry_if_exception_type(ApiUnavailable),
             stop=stop_after_attempt(self._settings.max_attempts)
             | stop_before_delay(self._settings.retry_budget),
-            wait=_wait_s(wait_exponential_jitter(initial=0.5, max=30.0, jitter=1.0)),
+            wait=_wait_s(wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0)),
             reraise=True,
             before_sleep=self._before_sleep,
         )
