@@ -218,6 +218,16 @@ def sync(
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+@main.command()
+@common_options
+def run(config: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """Harvest every target on schedule until SIGTERM/SIGINT."""
+    from harvester.scheduler import Daemon
+
+    settings = load(config, log_level, log_format)
+    run_async(Daemon(settings).run())
+
+
 def summary_line(run: RunSummary) -> str:
     """One logfmt line per target: parseable by scripts, readable by people."""
     fields: list[tuple[str, object]] = [

@@ -154,6 +154,28 @@ class HarvestSettings(_Section):
     max_parallel_targets: int = Field(default=4, ge=1, le=64)
 
 
+class ScheduleSettings(_Section):
+    """When the daemon harvests: an interval or a cron expression, with random jitter."""
+
+    interval: DurationS = Field(default=300.0, gt=0)
+    cron: str | None = None
+    jitter: DurationS = Field(default=30.0, ge=0)
+    discovery_interval: DurationS = Field(default=3600.0, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a crontab expression: {exc}") from None
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -185,6 +207,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
     harvest: HarvestSettings = HarvestSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
     targets: tuple[TargetSettings, ...] = ()
     #: where the settings came from, for messages ("built-in defaults" or a path)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +154,38 @@ def test_docker_compose_is_valid() -> None:
         "service_completed_successfully"
     )
     assert "healthcheck" in services["postgres"]
+
+
+def test_daemon_harvests_on_schedule_and_stops_on_sigterm(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env = {**env, "HARVESTER_SCHEDULE__INTERVAL": "1s", "HARVESTER_SCHEDULE__JITTER": "0"}
+    assert run(["migrate"], env, tmp_path).returncode == 0
+    daemon = subprocess.Popen(
+        [*HARVESTER, "run", "--log-format", "json"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        runs = 0
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            with sqlite3.connect(tmp_path / "harvester.db") as db:
+                runs = db.execute(
+                    "select count(*) from harvest_runs where status = 'succeeded'"
+                ).fetchone()[0]
+            db.close()
+            if runs >= 10:  # every gateway harvested at least twice
+                break
+        assert runs >= 10
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, stderr
+    assert all(line.startswith("{") for line in stderr.strip().splitlines())
+    with sqlite3.connect(tmp_path / "harvester.db") as db:
+        assert db.execute("select count(*) from livy_sessions").fetchone() == (600,)
+        assert db.execute(
+            "select count(*) from harvest_runs where status = 'running'"
+        ).fetchone() == (0,)
+    db.close()
