@@ -26,8 +26,13 @@ _NUL: Final = "\x00"
 _JSON_NUL: Final = "\\u0000"
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+#: The integers orjson writes (the store serializes pages with it) and reads as integers.
+_UINT64_MAX: Final = 2**64 - 1
 #: 9999-12-31T23:59:59.999Z: timestamptz and Python's datetime both end in year 9999.
 _MAX_TIME_MS: Final = 253_402_300_799_999
+#: Deepest nesting kept in `raw` and `spark_conf` (the record itself is level 1). The store
+#: serializes each page with orjson, which refuses 254 levels; real records nest 2 or 3.
+MAX_DEPTH: Final = 100
 #: Enough of a value to recognise it in a log line, without flooding it.
 _PREVIEW_CHARS: Final = 40
 
@@ -66,22 +71,22 @@ def normalize_session(raw: object, gateway: Gateway) -> tuple[SessionRecord | No
     """
     try:
         return _normalize(raw, gateway)
-    except RecursionError:
-        # Only reachable with JSON nested about a thousand levels deep: not a session.
-        return None, ["skipped: nested too deeply to clean"]
+    except (_TooDeepError, RecursionError):
+        # Not a session the API would send; storing it would fail the whole page.
+        return None, [f"skipped: nested more than {MAX_DEPTH} levels deep"]
 
 
 def _normalize(raw: object, gateway: Gateway) -> tuple[SessionRecord | None, list[str]]:
     if not isinstance(raw, dict):
         return None, [f"skipped: not an object but {_preview(raw)}"]
-    source: dict[str, Any]  # fields are read from here: NUL-free, non-finite floats kept
-    stored: dict[str, Any]  # what goes to the `raw` column: NUL-free, non-finite -> None
-    if type(raw) is dict and _is_clean_dict(raw):
+    source: dict[str, Any]  # fields are read from here: NUL-free, numbers as received
+    stored: dict[str, Any]  # what goes to the `raw` column: NUL-free and storable
+    if type(raw) is dict and _is_clean_dict(raw, 1):
         source = raw
         stored = dict(raw)  # a copy, so the record never shares its top level with the caller
     else:
-        source = _clean(raw, keep_nonfinite=True)
-        stored = _clean(source, keep_nonfinite=False)
+        source = _clean(raw, storable=False)
+        stored = _clean(source, storable=True)
     get = source.get
 
     session_id = _session_id(get("sessionId"))
@@ -91,26 +96,69 @@ def _normalize(raw: object, gateway: Gateway) -> tuple[SessionRecord | None, lis
     problems: list[str] = []
     spark_conf, spark_conf_raw = _spark_conf(get("sparkConf"), stored.get("sparkConf"), problems)
     proxy_user = spark_conf.get("proxyUser") if spark_conf is not None else None
-    info = _text_field(get("info"), "info", problems)
-    compute_id = _text_field(get("computeId"), "computeId", problems)
+    # Each field is taken as is when it already has the documented type (the common case,
+    # without a function call); the `_*_field` helpers coerce or reject everything else.
+    value = get("computeId")
+    compute_id = value if type(value) is str else _text_field(value, "computeId", problems)
+    value = get("name")
+    name = value if type(value) is str else _text_field(value, "name", problems)
+    value = get("state")
+    state = value if type(value) is str else _text_field(value, "state", problems)
+    value = get("queue")
+    queue = value if type(value) is str else _text_field(value, "queue", problems)
+    value = get("info")
+    info = value if type(value) is str else _text_field(value, "info", problems)
+    value = get("webUI")
+    web_ui = value if type(value) is str else _text_field(value, "webUI", problems)
+    value = get("createTime")
+    create_time_ms = (
+        value
+        if type(value) is int and 0 < value <= _MAX_TIME_MS
+        else _time_field(value, "createTime", problems, zero_is_absent=False)
+    )
+    value = get("endTime")
+    end_time_ms = (
+        value
+        if type(value) is int and 0 < value <= _MAX_TIME_MS
+        else _time_field(value, "endTime", problems, zero_is_absent=True)
+    )
+    value = get("cuHours")
+    # isfinite: after `_clean` (storable=False), `source` still holds NaN, to be counted.
+    cu_hours = (
+        value
+        if type(value) is float and isfinite(value)
+        else _float_field(value, "cuHours", problems)
+    )
+    value = get("vcoreSeconds")
+    vcore_seconds = (
+        value
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+        else _int_field(value, "vcoreSeconds", problems)
+    )
+    value = get("mbSeconds")
+    mb_seconds = (
+        value
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+        else _int_field(value, "mbSeconds", problems)
+    )
     record = SessionRecord(
         session_id=SessionId(session_id),
         workspace_id=gateway.workspace_id,
         compute_id=ComputeId(compute_id) if compute_id else gateway.compute_id,
         region_id=gateway.region_id,
-        name=_text_field(get("name"), "name", problems),
-        state=_text_field(get("state"), "state", problems),
+        name=name,
+        state=state,
         spark_conf=spark_conf,
         spark_conf_raw=spark_conf_raw,
         proxy_user=proxy_user if type(proxy_user) is str else None,
-        queue=_text_field(get("queue"), "queue", problems),
+        queue=queue,
         info=None if info == "null" else info,
-        web_ui=_text_field(get("webUI"), "webUI", problems),
-        create_time_ms=_time_field(get("createTime"), "createTime", problems, zero_is_absent=False),
-        end_time_ms=_time_field(get("endTime"), "endTime", problems, zero_is_absent=True),
-        cu_hours=_float_field(get("cuHours"), "cuHours", problems),
-        vcore_seconds=_int_field(get("vcoreSeconds"), "vcoreSeconds", problems),
-        mb_seconds=_int_field(get("mbSeconds"), "mbSeconds", problems),
+        web_ui=web_ui,
+        create_time_ms=create_time_ms,
+        end_time_ms=end_time_ms,
+        cu_hours=cu_hours,
+        vcore_seconds=vcore_seconds,
+        mb_seconds=mb_seconds,
         raw=stored,
     )
     if problems:
@@ -122,8 +170,9 @@ def _normalize(raw: object, gateway: Gateway) -> tuple[SessionRecord | None, lis
 # --- cleaning whole values ------------------------------------------------------------
 
 
-def _is_clean_dict(obj: dict[Any, Any]) -> bool:
-    """True when `obj` can be stored as is: JSON types only, text keys, no NUL, finite floats.
+def _is_clean_dict(obj: dict[Any, Any], depth: int) -> bool:
+    """True when `obj` can be stored as is: JSON types only, text keys, no NUL, finite
+    floats, 64-bit integers, at most MAX_DEPTH levels (`depth` is the level of `obj`).
 
     Exact type checks on purpose: this is the per-record hot path, and anything unusual
     (a subclass, a tuple) simply takes the slow path through `_clean`.
@@ -133,64 +182,78 @@ def _is_clean_dict(obj: dict[Any, Any]) -> bool:
             return False
     except TypeError:  # a key that is not text
         return False
-    return _is_clean_list(obj.values())
+    return _is_clean_list(obj.values(), depth)
 
 
-def _is_clean_list(items: Iterable[Any]) -> bool:
+def _is_clean_list(items: Iterable[Any], depth: int) -> bool:
     """True when every item can be stored as is (see `_is_clean_dict`)."""
     for value in items:
         kind = type(value)
         if kind is str:
             if _NUL in value:
                 return False
-        elif value is None or kind is int or kind is bool:
+        elif kind is int:
+            if not _INT64_MIN <= value <= _UINT64_MAX:
+                return False
+        elif value is None or kind is bool:
             continue
         elif kind is float:
             if not isfinite(value):
                 return False
         elif kind is dict:
-            if not _is_clean_dict(value):
+            if depth >= MAX_DEPTH or not _is_clean_dict(value, depth + 1):
                 return False
         elif kind is list:
-            if not _is_clean_list(value):
+            if depth >= MAX_DEPTH or not _is_clean_list(value, depth + 1):
                 return False
         else:
             return False
     return True
 
 
-def _clean(value: Any, *, keep_nonfinite: bool) -> Any:
+def _clean(value: Any, *, storable: bool, depth: int = 1) -> Any:
     """A NUL-free copy of `value` made of plain JSON types only; never mutates `value`.
 
-    Non-finite floats become None unless kept (jsonb and strict JSON have no NaN); values
-    that JSON cannot hold at all (impossible from a JSON parser) become None as well.
+    `storable` also makes numbers fit jsonb and orjson: non-finite floats become None and
+    integers beyond 64 bits become floats, as orjson would have read them. What a JSON
+    parser never produces is made to fit: tuples become lists, keys that are not text
+    become a short description, other values become None. Raises _TooDeepError for
+    containers nested deeper than MAX_DEPTH (`depth` is the level of `value`).
     """
     if isinstance(value, str):
         return str(value).replace(_NUL, "")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return int(value)
+        if not storable or _INT64_MIN <= value <= _UINT64_MAX:
+            return int(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, float):
-        return float(value) if keep_nonfinite or isfinite(value) else None
+        return None if storable and not isfinite(value) else float(value)
+    if isinstance(value, dict | list | tuple) and depth > MAX_DEPTH:
+        raise _TooDeepError
     if isinstance(value, dict):
         return {
             (str(key).replace(_NUL, "") if isinstance(key, str) else _preview(key)): _clean(
-                item, keep_nonfinite=keep_nonfinite
+                item, storable=storable, depth=depth + 1
             )
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_clean(item, keep_nonfinite=keep_nonfinite) for item in value]
+        return [_clean(item, storable=storable, depth=depth + 1) for item in value]
     return None
 
 
-def _compact_json(value: Any) -> str | None:
-    """JSON text for a value that arrived already parsed (`value` is clean and finite)."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # an integer with more digits than int->str allows
-        return None
+class _TooDeepError(Exception):
+    """A value nested deeper than MAX_DEPTH levels."""
+
+
+def _compact_json(value: Any) -> str:
+    """JSON text for a value that arrived already parsed (`value` is clean and storable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 # --- single fields (values come from a `_clean`-ed or proven-clean record) ---------------
@@ -219,15 +282,13 @@ def _text_field(value: object, field: str, problems: list[str]) -> str | None:
             _invalid(problems, field, value, "is too long a number for text")
             return None
     if type(value) is float and isfinite(value):
-        return repr(value)
+        return str(value)
     _invalid(problems, field, value, "is not text")
     return None
 
 
 def _float_field(value: object, field: str, problems: list[str]) -> float | None:
     """A finite float from a number or numeric text; anything else is invalid."""
-    if type(value) is float and isfinite(value):
-        return value
     if value is None:
         return None
     try:
@@ -239,8 +300,6 @@ def _float_field(value: object, field: str, problems: list[str]) -> float | None
 
 def _int_field(value: object, field: str, problems: list[str]) -> int | None:
     """A signed 64-bit integer from an integral number or numeric text."""
-    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
-        return value
     if value is None:
         return None
     try:
@@ -258,8 +317,6 @@ def _time_field(
     The API sends endTime 0 for a session that has not ended: that is an absent value,
     while createTime 0 is a wrong one.
     """
-    if type(value) is int and 0 < value <= _MAX_TIME_MS:
-        return value
     if value is None:
         return None
     try:
@@ -271,7 +328,7 @@ def _time_field(
         return None
     if 0 < time_ms <= _MAX_TIME_MS:
         return time_ms
-    _invalid(problems, field, value, "is not a time in years 1970..9999 (ms)")
+    _invalid(problems, field, value, "is not a time in ms after 1970-01-01 and before year 10000")
     return None
 
 
@@ -280,7 +337,7 @@ def _spark_conf(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(parsed object, text as received) for sparkConf, documented as a string of JSON.
 
-    `stored_value` is the same value as it goes to `raw` (non-finite floats removed), used
+    `stored_value` is the same value as it goes to `raw` (made storable), used
     when the service sends an already parsed value instead of text.
     """
     if value is None:
@@ -294,8 +351,12 @@ def _spark_conf(
             _invalid(problems, "sparkConf", value, "is not valid JSON")
             return None, value
         if type(parsed) is dict:
-            if _JSON_NUL in value:
-                parsed = _clean(parsed, keep_nonfinite=False)
+            if _may_need_cleaning(value):
+                try:
+                    parsed = _clean(parsed, storable=True)
+                except (_TooDeepError, RecursionError):
+                    _invalid(problems, "sparkConf", value, f"is nested more than {MAX_DEPTH} deep")
+                    return None, value
             return parsed, value
         if parsed is None:  # the text "null": an empty conf
             return None, value
@@ -305,6 +366,20 @@ def _spark_conf(
         return stored_value, _compact_json(stored_value)
     _invalid(problems, "sparkConf", value, "is not an object")
     return None, _compact_json(stored_value)
+
+
+def _may_need_cleaning(conf_text: str) -> bool:
+    """Whether JSON text may hold a NUL (as `\\u0000`) or nest more than MAX_DEPTH levels.
+
+    orjson reads up to 1024 levels, so depth needs a check, and each level needs a bracket.
+    One-character searches are memchr-fast and an ordinary conf has no backslash, no "["
+    and a single "{": those skip the slower counting.
+    """
+    if "\\" not in conf_text and "[" not in conf_text:
+        first = conf_text.find("{")
+        if conf_text.find("{", first + 1) == -1:
+            return False
+    return _JSON_NUL in conf_text or conf_text.count("{") + conf_text.count("[") > MAX_DEPTH
 
 
 # --- parsing numbers ------------------------------------------------------------------
@@ -321,7 +396,9 @@ def _parse_float(value: object) -> float:
         except OverflowError:
             raise _InvalidError("is too large") from None
     if type(value) is float:
-        raise _InvalidError("is not a finite number")  # finite floats never get here
+        if isfinite(value):
+            return value
+        raise _InvalidError("is not a finite number")
     if type(value) is str:
         number = _float_from_text(value)
         if not isfinite(number):

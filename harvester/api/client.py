@@ -48,7 +48,10 @@ CREDENTIAL_CODES: Final = (
     "InvalidAuthorization",
     "Forbidden.AccessKey",
 )
-CLOCK_CODES: Final = ("InvalidTimeStamp", "SignatureNonceUsed")
+CLOCK_CODES: Final = ("InvalidTimeStamp",)
+#: every attempt signs with a fresh nonce, so a "used" nonce means the transport re-sent
+#: our request (aiohttp silently retries a GET once after a dropped connection): retry
+NONCE_REUSED: Final = "SignatureNonceUsed"
 MAX_RETRY_AFTER_S: Final = 300.0
 
 
@@ -132,7 +135,7 @@ def classify_error(
     if request_id:
         detail += f" (RequestId {request_id})"
     throttled = status == 429 or (code or "").startswith("Throttling")
-    if throttled or status >= 500:
+    if throttled or status >= 500 or code == NONCE_REUSED:
         return ApiUnavailable(
             f"{target}: {'throttled' if throttled else 'service error'}, {detail}",
             throttled=throttled,

@@ -286,3 +286,19 @@ async def test_sts_credentials_are_signed(service: SimulatedService, sqlite_url:
         assert result.ok
         bad = StaticCredentials(Credentials("STS.key", "sts-secret", "token-2"))
         assert not (await sync(settings_for(sqlite_url, url), credentials=bad)).ok
+
+
+async def test_dropped_connections_and_bad_bodies_are_retried(
+    service: SimulatedService, endpoint: str, sqlite_url: str
+) -> None:
+    for kind in ("disconnect", "disconnect_mid_body", "truncated_json", "malformed_json"):
+        service.faults.force(kind)
+    service.faults.force("throttle_429")
+    service.faults.retry_after_ms = 100
+    result = await sync(settings_for(sqlite_url, endpoint))
+    assert result.ok, [r.error for r in result.runs] + result.errors
+    engine = create_engine(sqlite_url)
+    try:
+        assert_exact(service, await stored_rows(engine))
+    finally:
+        await engine.dispose()

@@ -65,3 +65,9 @@ def test_endpoints() -> None:
     assert endpoint_for("cn-shanghai", vpc=True) == (
         "https://emr-serverless-spark-vpc.cn-shanghai.aliyuncs.com"
     )
+
+
+def test_reused_nonce_is_a_transport_resend_and_retried() -> None:
+    error = classify_error(400, {}, body("SignatureNonceUsed"), target=T)
+    assert isinstance(error, ApiUnavailable)
+    assert not error.throttled
