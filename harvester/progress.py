@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import TracebackType
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -59,15 +60,22 @@ class SyncProgress:
 
 def summary_table(result: SyncResult) -> None:
     """The per-gateway summary as a table on stdout."""
-    table = Table(title="harvest summary")
-    for column in ("gateway", "status", "pages", "requests", "new", "updated", "unchanged",
-                   "skipped", "state changes", "seconds"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("gateway", "status") else "right")
+    table = Table(
+        title="harvest summary",
+        caption="upd updated, same unchanged, skip skipped, chg state changes, s seconds",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # Workspace and gateway ids on two lines keep the table within 80 columns.
+    table.add_column("workspace/gateway", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("pages", "req", "new", "upd", "same", "skip", "chg", "s"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=max(3, len(column)))
     for run in result.runs:
         style = "green" if run.status == "succeeded" else "red"
         table.add_row(
-            run.gateway.key,
-            f"[{style}]{run.status}[/{style}]",
+            f"{run.gateway.workspace_id}/\n{run.gateway.compute_id}",
+            f"[{style}]{'ok' if run.status == 'succeeded' else run.status}[/{style}]",
             str(run.pages),
             str(run.requests),
             str(run.inserted),
