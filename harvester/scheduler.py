@@ -21,13 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harvester.api.client import ApiClient
 from harvester.api.credentials import ChainCredentials, CredentialsProvider
-from harvester.api.discovery import discover
-from harvester.db import store
 from harvester.db.engine import create_engine
-from harvester.harvest import harvest_gateway, utc_now
+from harvester.harvest import harvest_gateway
 from harvester.records import Gateway
 from harvester.settings import Settings
-from harvester.sync import check_schema
+from harvester.sync import check_schema, discover_targets
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +92,7 @@ class Daemon:
                 self._runs.discard(task)
 
         async def rediscover() -> None:
-            found = await discover(client, self._settings.targets)
-            now = utc_now()
-            async with engine.begin() as conn:
-                await store.register_targets(
-                    conn, found.configured, origin="configured", seen_at=now
-                )
-                await store.register_targets(
-                    conn, found.discovered, origin="discovered", seen_at=now
-                )
+            found = await discover_targets(engine, client, self._settings.targets)
             wanted = {g.key: g for g in found.gateways}
             for job in scheduler.get_jobs():
                 if job.id.startswith("harvest:") and job.id[8:] not in wanted and not found.errors:

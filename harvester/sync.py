@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harvester.api.client import ApiClient
 from harvester.api.credentials import ChainCredentials, CredentialsProvider
-from harvester.api.discovery import discover
+from harvester.api.discovery import Discovery, discover
 from harvester.db import migrate, store
 from harvester.db.engine import create_engine
 from harvester.errors import ConfigError, StoreError
 from harvester.harvest import PageCallback, RunSummary, harvest_gateway, utc_now
 from harvester.records import Gateway, RunMode
-from harvester.settings import Settings
+from harvester.settings import Settings, TargetSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,18 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
+async def discover_targets(
+    engine: AsyncEngine, client: ApiClient, targets: Sequence[TargetSettings]
+) -> Discovery:
+    """Expand the configured targets into gateways and record them in harvest_targets."""
+    found = await discover(client, targets)
+    now = utc_now()
+    async with engine.begin() as conn:
+        await store.register_targets(conn, found.configured, origin="configured", seen_at=now)
+        await store.register_targets(conn, found.discovered, origin="discovered", seen_at=now)
+    return found
+
+
 async def run_sync(
     settings: Settings,
     *,
@@ -103,12 +115,8 @@ async def _sync_with(
     result = SyncResult()
     if not settings.targets:
         raise ConfigError(f"{settings.source}: no [[targets]] configured; nothing to harvest")
-    found = await discover(client, settings.targets)
+    found = await discover_targets(engine, client, settings.targets)
     result.errors.extend(found.errors)
-    now = utc_now()
-    async with engine.begin() as conn:
-        await store.register_targets(conn, found.configured, origin="configured", seen_at=now)
-        await store.register_targets(conn, found.discovered, origin="discovered", seen_at=now)
     gateways = select_gateways(found.gateways, targets)
     if on_gateways is not None:
         on_gateways(gateways)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import Update, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from harvester.db.tables import UtcDateTime, harvest_runs, harvest_targets, livy_sessions
@@ -257,19 +257,20 @@ async def store_page(
             sessions_skipped=skipped,
             invalid_values=invalid_values,
         )
-        await conn.execute(
-            update(harvest_targets)
-            .where(
-                harvest_targets.c.workspace_id == gateway.workspace_id,
-                harvest_targets.c.compute_id == gateway.compute_id,
-            )
-            .values(checkpoint=dict(checkpoint))
-        )
+        await conn.execute(_update_target(gateway).values(checkpoint=dict(checkpoint)))
     return PageCounts(
         inserted=inserted,
         updated=updated,
         unchanged=len(records) - inserted - updated,
         state_changes=state_changes,
+    )
+
+
+def _update_target(gateway: Gateway) -> Update:
+    """An UPDATE of the gateway's row in harvest_targets."""
+    return update(harvest_targets).where(
+        harvest_targets.c.workspace_id == gateway.workspace_id,
+        harvest_targets.c.compute_id == gateway.compute_id,
     )
 
 
@@ -307,14 +308,7 @@ async def start_run(
         .returning(harvest_runs.c.id)
     )
     run_id = int(result.scalar_one())
-    await conn.execute(
-        update(harvest_targets)
-        .where(
-            harvest_targets.c.workspace_id == gateway.workspace_id,
-            harvest_targets.c.compute_id == gateway.compute_id,
-        )
-        .values(last_run_id=run_id)
-    )
+    await conn.execute(_update_target(gateway).values(last_run_id=run_id))
     return run_id
 
 
@@ -344,14 +338,7 @@ async def finish_run(
         marks: dict[str, Any] = {"last_success_at": finished_at, "checkpoint": None}
         if mode == "full":
             marks["last_full_pass_at"] = finished_at
-        await conn.execute(
-            update(harvest_targets)
-            .where(
-                harvest_targets.c.workspace_id == gateway.workspace_id,
-                harvest_targets.c.compute_id == gateway.compute_id,
-            )
-            .values(marks)
-        )
+        await conn.execute(_update_target(gateway).values(marks))
 
 
 async def register_targets(
@@ -372,12 +359,7 @@ async def register_targets(
         key = (gateway.workspace_id, gateway.compute_id)
         if key in known:
             await conn.execute(
-                update(harvest_targets)
-                .where(
-                    harvest_targets.c.workspace_id == gateway.workspace_id,
-                    harvest_targets.c.compute_id == gateway.compute_id,
-                )
-                .values(
+                _update_target(gateway).values(
                     last_seen_at=seen_at,
                     active=True,
                     region_id=gateway.region_id,
