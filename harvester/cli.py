@@ -260,7 +260,9 @@ def print_summary(result: SyncResult, interactive: bool) -> None:
     for error in result.errors:
         click.echo(f"error: {error}", err=True)
     for run in result.runs:
-        if run.status != "succeeded":
+        if run.status == "skipped":
+            click.echo(f"note: {run.gateway.key}: skipped, another harvester runs it", err=True)
+        elif run.status != "succeeded":
             click.echo(f"error: {run.gateway.key}: {run.error}", err=True)
 
 

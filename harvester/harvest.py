@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harvester.api.client import ApiClient, RequestTally
-from harvester.db import store
+from harvester.db import locks, store
 from harvester.errors import ApiError, ApiUnavailable, HarvesterError, StoreError
 from harvester.normalize import normalize_page
 from harvester.paging import PageView, Step, next_step
@@ -79,16 +79,45 @@ async def harvest_gateway(
     """Read every page of a gateway's listing and store it, one transaction per page.
 
     Never raises for API or database failures: they end the run as `failed` with the
-    error recorded. Cancellation ends it as `interrupted` and propagates.
+    error recorded. Cancellation ends it as `interrupted` and propagates. When another
+    process holds the gateway's lock, nothing is done and the status is `skipped`.
     """
+    extra = {"target": gateway.key}
     summary = RunSummary(gateway=gateway, mode=mode)
+    try:
+        async with locks.gateway_lock(engine, gateway) as held:
+            if not held:
+                summary.status = "skipped"
+                log.debug("another harvester is running this gateway; skipping", extra=extra)
+                return summary
+            await _run(engine, client, summary, page_size=page_size, on_page=on_page)
+    except (SQLAlchemyError, OSError) as exc:
+        summary.status = "failed"
+        summary.error = _db_error(exc).message if isinstance(exc, SQLAlchemyError) else repr(exc)
+        log.error("run failed: %s", summary.error, extra=extra)
+    return summary
+
+
+async def _run(
+    engine: AsyncEngine,
+    client: ApiClient,
+    summary: RunSummary,
+    *,
+    page_size: int,
+    on_page: PageCallback | None,
+) -> None:
+    """One pass while holding the gateway's lock; the outcome is written into `summary`."""
+    gateway, mode = summary.gateway, summary.mode
+    extra = {"target": gateway.key}
     started = time.monotonic()
     tally = RequestTally()
     recorded_requests = 0
-    extra = {"target": gateway.key}
     try:
         async with engine.begin() as conn:
+            abandoned = await store.fail_open_runs(conn, gateway, finished_at=utc_now())
             summary.run_id = await store.start_run(conn, gateway, mode, utc_now())
+        if abandoned:
+            log.warning("closed %d run(s) left open by a stopped process", abandoned, extra=extra)
         seen_ids: set[str] = set()
         page_num = 1
         rereads_here = 0
@@ -167,7 +196,6 @@ async def harvest_gateway(
         summary.duration_s = time.monotonic() - started
         if summary.run_id is not None:
             await asyncio.shield(_close_run(engine, summary, tally.requests - recorded_requests))
-    return summary
 
 
 async def _close_run(engine: AsyncEngine, summary: RunSummary, unrecorded_requests: int) -> None:

@@ -14,7 +14,8 @@ ComputeId = NewType("ComputeId", str)
 TERMINAL_STATES: Final = frozenset({"terminated", "error"})
 
 RunMode = Literal["full", "incremental"]
-RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+#: `skipped` (another process holds the gateway's lock) is reported, never stored
+RunStatus = Literal["running", "succeeded", "failed", "interrupted", "skipped"]
 
 
 @dataclass(frozen=True, slots=True, order=True)

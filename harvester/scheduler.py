@@ -25,7 +25,7 @@ from harvester.db.engine import create_engine
 from harvester.harvest import harvest_gateway
 from harvester.records import Gateway
 from harvester.settings import Settings
-from harvester.sync import check_schema, discover_targets
+from harvester.sync import check_schema, close_abandoned_runs, discover_targets
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Daemon:
         )
         try:
             await check_schema(engine)
+            await close_abandoned_runs(engine)
             credentials = self._credentials or ChainCredentials()
             await credentials.get()
             async with ApiClient.open(self._settings.api, credentials) as client:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from harvester.api.client import ApiClient
 from harvester.api.credentials import ChainCredentials, CredentialsProvider
 from harvester.api.discovery import Discovery, discover
-from harvester.db import migrate, store
+from harvester.db import locks, migrate, store
 from harvester.db.engine import create_engine
 from harvester.errors import ConfigError, StoreError
 from harvester.harvest import PageCallback, RunSummary, harvest_gateway, utc_now
@@ -35,7 +35,7 @@ class SyncResult:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(run.status == "succeeded" for run in self.runs)
+        return not self.errors and all(run.status in ("succeeded", "skipped") for run in self.runs)
 
 
 def select_gateways(gateways: Sequence[Gateway], wanted: Sequence[str]) -> list[Gateway]:
@@ -70,6 +70,21 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
+async def close_abandoned_runs(engine: AsyncEngine) -> int:
+    """Close as failed the runs a dead process left open (those whose lock is free)."""
+    async with engine.connect() as conn:
+        gateways = await store.gateways_with_open_runs(conn)
+    closed = 0
+    for gateway in gateways:
+        async with locks.gateway_lock(engine, gateway) as held:
+            if held:
+                async with engine.begin() as conn:
+                    closed += await store.fail_open_runs(conn, gateway, finished_at=utc_now())
+    if closed:
+        log.warning("closed %d run(s) left open by a stopped process", closed)
+    return closed
+
+
 async def discover_targets(
     engine: AsyncEngine, client: ApiClient, targets: Sequence[TargetSettings]
 ) -> Discovery:
@@ -95,6 +110,7 @@ async def run_sync(
     engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
     try:
         await check_schema(engine)
+        await close_abandoned_runs(engine)
         credentials = credentials or ChainCredentials()
         await credentials.get()  # no credentials is a configuration error: say so up front
         async with ApiClient.open(settings.api, credentials) as client:

@@ -391,3 +391,33 @@ async def count_sessions(conn: AsyncConnection, gateway: Gateway | None = None) 
             livy_sessions.c.compute_id == gateway.compute_id,
         )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def gateways_with_open_runs(conn: AsyncConnection) -> list[Gateway]:
+    """Gateways that have a run still marked `running` (in flight, or left by a dead process)."""
+    columns = harvest_runs.c
+    rows = await conn.execute(
+        select(columns.region_id, columns.workspace_id, columns.compute_id)
+        .where(columns.status == "running")
+        .distinct()
+    )
+    return [Gateway(row.region_id or "", row.workspace_id, row.compute_id) for row in rows]
+
+
+async def fail_open_runs(conn: AsyncConnection, gateway: Gateway, *, finished_at: datetime) -> int:
+    """Close the gateway's open runs as failed; call only while holding its lock."""
+    columns = harvest_runs.c
+    result = await conn.execute(
+        update(harvest_runs)
+        .where(
+            columns.workspace_id == gateway.workspace_id,
+            columns.compute_id == gateway.compute_id,
+            columns.status == "running",
+        )
+        .values(
+            status="failed",
+            finished_at=finished_at,
+            error="abandoned: the process running it stopped before finishing",
+        )
+    )
+    return int(result.rowcount)
