@@ -187,7 +187,10 @@ def migrate(config: Path | None, log_level: str | None, log_format: str | None) 
     help="Only this gateway (lc-…), workspace (w-…) or workspace/gateway; repeatable.",
 )
 @click.option(
-    "--full", is_flag=True, help="Read every page of every gateway (every sync does, for now)."
+    "--full",
+    is_flag=True,
+    help="Read every page of every gateway (default: incremental where a recent full pass "
+    "found the listing ordered).",
 )
 def sync(
     config: Path | None,
@@ -207,13 +210,13 @@ def sync(
                 run_sync(
                     settings,
                     targets=targets,
-                    mode="full",
+                    full=full,
                     on_page=progress.page_stored,
                     on_gateways=progress.add_gateways,
                 )
             )
     else:
-        result = run_async(run_sync(settings, targets=targets, mode="full"))
+        result = run_async(run_sync(settings, targets=targets, full=full))
     print_summary(result, interactive)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
@@ -242,6 +245,10 @@ def summary_line(run: RunSummary) -> str:
         ("skipped", run.skipped),
         ("invalid_values", run.invalid_values),
         ("state_changes", run.state_changes),
+        ("gone", run.sessions_gone),
+        ("drift", run.total_count_changes + run.repeated_ids),
+        ("rereads", run.rereads),
+        ("complete", "-" if run.complete is None else str(run.complete).lower()),
         ("duration_s", f"{run.duration_s:.2f}"),
     ]
     if run.error:

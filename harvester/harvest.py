@@ -1,5 +1,10 @@
 """One gateway, one pass: page -> normalize -> store, with a run row in the ledger.
 
+A full pass reads every page, head to tail, then re-reads where it cannot prove it saw
+everything (bounded) and marks what the service forgot. An incremental pass reads the
+head until it meets settled sessions, then goes straight to the pages where stored,
+still-moving sessions should be. Which one runs is decided from what the store knows.
+
 No scheduler, no environment: callers hand in the engine, the API client and the gateway.
 """
 
@@ -15,18 +20,23 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from harvester.api.client import ApiClient, RequestTally
+from harvester.api.client import ApiClient, RequestTally, SessionsPage
 from harvester.db import locks, store
 from harvester.errors import ApiError, ApiUnavailable, HarvesterError, StoreError
 from harvester.normalize import normalize_page
 from harvester.paging import PageView, Step, next_step
-from harvester.records import Gateway, RunMode, RunStatus
+from harvester.passes import PassLedger, choose_mode, head_is_settled, locate
+from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
 log = logging.getLogger(__name__)
 
 #: how often a page that contradicts totalCount is read again before the pass gives up
 MAX_REREADS_PER_PAGE = 3
 REREAD_DELAY_S = 0.5
+#: pages an incremental pass reads to find one stored, still-moving session
+MAX_PAGES_PER_OPEN_SESSION = 3
+#: default time between full passes of a gateway ([schedule] full_interval)
+FULL_INTERVAL_S = 24 * 3600.0
 
 
 def utc_now() -> datetime:
@@ -51,6 +61,11 @@ class RunSummary:
     invalid_values: int = 0
     state_changes: int = 0
     rereads: int = 0
+    total_count_changes: int = 0
+    repeated_ids: int = 0
+    sessions_gone: int = 0
+    complete: bool | None = None
+    notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     error: str | None = None
     total_count: int | None = None
@@ -73,24 +88,26 @@ async def harvest_gateway(
     gateway: Gateway,
     *,
     page_size: int,
-    mode: RunMode = "full",
+    force_full: bool = False,
+    full_interval_s: float = FULL_INTERVAL_S,
     on_page: PageCallback | None = None,
 ) -> RunSummary:
-    """Read every page of a gateway's listing and store it, one transaction per page.
+    """Harvest one gateway once, full or incremental, one transaction per page.
 
     Never raises for API or database failures: they end the run as `failed` with the
     error recorded. Cancellation ends it as `interrupted` and propagates. When another
     process holds the gateway's lock, nothing is done and the status is `skipped`.
     """
     extra = {"target": gateway.key}
-    summary = RunSummary(gateway=gateway, mode=mode)
+    summary = RunSummary(gateway=gateway, mode="full")
     try:
         async with locks.gateway_lock(engine, gateway) as held:
             if not held:
                 summary.status = "skipped"
                 log.debug("another harvester is running this gateway; skipping", extra=extra)
                 return summary
-            await _run(engine, client, summary, page_size=page_size, on_page=on_page)
+            run = _Pass(engine, client, summary, page_size=page_size, on_page=on_page)
+            await run.run(force_full=force_full, full_interval_s=full_interval_s)
     except (SQLAlchemyError, OSError) as exc:
         summary.status = "failed"
         summary.error = _db_error(exc).message if isinstance(exc, SQLAlchemyError) else repr(exc)
@@ -98,125 +115,312 @@ async def harvest_gateway(
     return summary
 
 
-async def _run(
-    engine: AsyncEngine,
-    client: ApiClient,
-    summary: RunSummary,
-    *,
-    page_size: int,
-    on_page: PageCallback | None,
-) -> None:
-    """One pass while holding the gateway's lock; the outcome is written into `summary`."""
-    gateway, mode = summary.gateway, summary.mode
-    extra = {"target": gateway.key}
-    started = time.monotonic()
-    tally = RequestTally()
-    recorded_requests = 0
-    try:
-        async with engine.begin() as conn:
-            abandoned = await store.fail_open_runs(conn, gateway, finished_at=utc_now())
-            summary.run_id = await store.start_run(conn, gateway, mode, utc_now())
-        if abandoned:
-            log.warning("closed %d run(s) left open by a stopped process", abandoned, extra=extra)
-        seen_ids: set[str] = set()
-        page_num = 1
-        rereads_here = 0
-        while True:
-            page = await client.list_sessions(gateway, page_num, page_size, tally)
-            summary.total_count = page.total_count
-            view = PageView(page_num, page_size, len(page.sessions), page.total_count)
-            step = next_step(view)
-            if step is Step.REREAD and rereads_here < MAX_REREADS_PER_PAGE:
-                rereads_here += 1
-                summary.rereads += 1
-                log.warning(
-                    "page %d holds %d sessions but totalCount is %d; reading it again",
-                    page_num, view.listed, page.total_count, extra=extra,
-                )  # fmt: skip
-                await asyncio.sleep(REREAD_DELAY_S * rereads_here)
-                continue
-            if step is Step.REREAD:
-                raise ApiUnavailable(
-                    f"gateway {gateway.key}: page {page_num} holds {view.listed} sessions "
-                    f"although the service reports {page.total_count}; the listing is incomplete"
-                )
-            rereads_here = 0
-            normalized = normalize_page(page.sessions, gateway)
-            records = [r for r in normalized.records if r.session_id not in seen_ids]
-            seen_ids.update(r.session_id for r in records)
-            for problem in normalized.problems:
-                log.warning("page %d: %s", page_num, problem, extra=extra)
-            checkpoint = {
-                "run_id": summary.run_id,
-                "mode": mode,
-                "page_num": page_num,
-                "page_size": page_size,
-                "total_count": page.total_count,
-            }
-            async with engine.begin() as conn:
-                counts = await store.store_page(
-                    conn,
-                    run_id=summary.run_id,
-                    gateway=gateway,
-                    records=records,
-                    requests=tally.requests - recorded_requests,
-                    skipped=normalized.skipped,
-                    invalid_values=normalized.invalid_values,
-                    checkpoint=checkpoint,
+class _Pass:
+    """One run over one gateway while holding its lock; fills in the summary."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: ApiClient,
+        summary: RunSummary,
+        *,
+        page_size: int,
+        on_page: PageCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.summary = summary
+        self.gateway = summary.gateway
+        self.page_size = page_size
+        self.on_page = on_page
+        self.extra = {"target": self.gateway.key}
+        self.tally = RequestTally()
+        self.recorded_requests = 0
+        self.ledger = PassLedger()
+        self.listing_total = 0
+        #: newest-first createTimes of each page as last read in this pass
+        self.page_times: dict[int, list[int]] = {}
+
+    async def run(self, *, force_full: bool, full_interval_s: float) -> None:
+        summary, gateway = self.summary, self.gateway
+        started = time.monotonic()
+        try:
+            async with self.engine.begin() as conn:
+                abandoned = await store.fail_open_runs(conn, gateway, finished_at=utc_now())
+                state = await store.target_state(conn, gateway)
+                summary.mode, reason = choose_mode(
+                    force_full=force_full,
+                    last_full_pass_at=state.last_full_pass_at,
+                    listing_ordered=state.listing_ordered,
                     now=utc_now(),
+                    full_interval_s=full_interval_s,
                 )
-            recorded_requests = tally.requests
-            summary.pages += 1
-            summary.seen += len(records)
-            summary.inserted += counts.inserted
-            summary.updated += counts.updated
-            summary.unchanged += counts.unchanged
-            summary.state_changes += counts.state_changes
-            summary.skipped += normalized.skipped
-            summary.invalid_values += normalized.invalid_values
-            summary.requests = tally.requests
-            if on_page is not None:
-                on_page(summary)
+                summary.run_id = await store.start_run(conn, gateway, summary.mode, utc_now())
+            if abandoned:
+                log.warning(
+                    "closed %d run(s) left open by a stopped process", abandoned, extra=self.extra
+                )
+            log.debug("%s pass: %s", summary.mode, reason, extra=self.extra)
+            if summary.mode == "full":
+                await self.full_pass(first_page=1)
+            else:
+                await self.incremental_pass()
+            summary.status = "succeeded"
+        except asyncio.CancelledError:
+            summary.status = "interrupted"
+            summary.error = "interrupted by shutdown"
+            raise
+        except (HarvesterError, SQLAlchemyError, OSError) as exc:
+            error = _db_error(exc) if isinstance(exc, SQLAlchemyError) else exc
+            summary.status = "failed"
+            summary.error = error.message if isinstance(error, HarvesterError) else repr(error)
+            level = logging.WARNING if isinstance(error, ApiError) else logging.ERROR
+            log.log(level, "run failed: %s", summary.error, extra=self.extra)
+        finally:
+            summary.requests = self.tally.requests
+            summary.duration_s = time.monotonic() - started
+            self._fill_drift()
+            if summary.run_id is not None:
+                await asyncio.shield(self._close_run())
+
+    # -- the two kinds of pass ----------------------------------------------------------
+
+    async def full_pass(self, *, first_page: int) -> None:
+        """Every page in order, then bounded re-reads of unproven boundaries, then gone marks."""
+        page_num = first_page
+        while True:
+            step = await self.read(page_num)
             if step is Step.DONE:
                 break
             page_num += 1
-        summary.status = "succeeded"
-    except asyncio.CancelledError:
-        summary.status = "interrupted"
-        summary.error = "interrupted by shutdown"
-        raise
-    except (HarvesterError, SQLAlchemyError, OSError) as exc:
-        error = _db_error(exc) if isinstance(exc, SQLAlchemyError) else exc
-        summary.status = "failed"
-        summary.error = error.message if isinstance(error, HarvesterError) else repr(error)
-        level = logging.WARNING if isinstance(error, ApiError) else logging.ERROR
-        log.log(level, "run failed: %s", summary.error, extra=extra)
-    finally:
-        summary.requests = tally.requests
-        summary.duration_s = time.monotonic() - started
-        if summary.run_id is not None:
-            await asyncio.shield(_close_run(engine, summary, tally.requests - recorded_requests))
+        await self.close_gaps()
+        if self.ledger.read_head and self.ledger.reached_end:
+            await self.mark_gone()
 
+    async def incremental_pass(self) -> None:
+        """The head until it is settled, then the pages of stored still-moving sessions."""
+        page_num = 1
+        while True:
+            records, counts, step = await self.read_records(page_num)
+            if not self.ledger.ordered:
+                await self.fall_back_to_full(page_num, step)
+                return
+            if step is Step.DONE or head_is_settled(
+                records, inserted=counts.inserted, updated=counts.updated
+            ):
+                break
+            page_num += 1
+        async with self.engine.connect() as conn:
+            open_sessions = await store.open_sessions(conn, self.gateway)
+        for session in open_sessions:
+            if session.session_id in self.ledger.seen:
+                continue
+            await self.refresh(session)
+            if not self.ledger.ordered:
+                await self.fall_back_to_full(0, Step.NEXT)
+                return
 
-async def _close_run(engine: AsyncEngine, summary: RunSummary, unrecorded_requests: int) -> None:
-    """Write the run's final status; a database that is gone leaves it open for cleanup."""
-    assert summary.run_id is not None
-    try:
-        async with engine.begin() as conn:
-            await store.finish_run(
-                conn,
-                summary.run_id,
-                summary.gateway,
-                status=summary.status,
-                finished_at=utc_now(),
-                mode=summary.mode,
-                requests=unrecorded_requests,
-                error=summary.error,
+    async def fall_back_to_full(self, page_num: int, step: Step) -> None:
+        note = "the listing is not ordered newest first by createTime: full pass instead"
+        log.warning(note, extra=self.extra)
+        self.summary.notes.append(note)
+        self.summary.mode = "full"
+        if page_num == 1 and step is Step.DONE:
+            self.ledger.reached_end = True
+            await self.mark_gone()
+            return
+        # Pages read so far were not necessarily in sequence: start the sweep over.
+        self.ledger = PassLedger(ordered=False)
+        self.page_times.clear()
+        await self.full_pass(first_page=1)
+
+    async def refresh(self, session: store.OpenSession) -> None:
+        """Read the page where a stored, still-moving session should be; look around a bit."""
+        if session.create_time is None:
+            return  # cannot be placed in the listing; the next full pass refreshes it
+        created_ms = int(session.create_time.timestamp() * 1000)
+        last_page = max(1, -(-self.listing_total // self.page_size))
+        page_num = min(session.position // self.page_size + 1, last_page)
+        for _ in range(MAX_PAGES_PER_OPEN_SESSION):
+            times = self.page_times.get(page_num)
+            if times is None:
+                await self.read(page_num)
+                times = self.page_times.get(page_num, [])
+            if session.session_id in self.ledger.seen:
+                return
+            direction = locate(created_ms, times)
+            if direction == "earlier" and page_num > 1:
+                page_num -= 1
+            elif direction == "later" and page_num < last_page:
+                page_num += 1
+            else:
+                break
+        log.debug(
+            "stored session %s (still %s) not found where expected; a full pass will settle it",
+            session.session_id, "open", extra=self.extra,
+        )  # fmt: skip
+
+    async def close_gaps(self) -> None:
+        """Re-read around boundaries the pass could not prove contiguous, within a budget."""
+        budget = max(2, self.summary.pages // 10)
+        attempts = 0
+        while self.ledger.gaps and self.ledger.ordered and attempts + 2 <= budget:
+            low_ms, high_ms = self.ledger.gaps[0]
+            page_num = self._page_before(high_ms)
+            for number in (page_num, page_num + 1):
+                await self.read(number)
+                self.summary.rereads += 1
+                attempts += 1
+            if self.ledger.gaps and self.ledger.gaps[0] == (low_ms, high_ms):
+                break  # the listing keeps moving there; leave it to the next pass
+        if self.ledger.gaps:
+            note = (
+                f"{len(self.ledger.gaps)} page boundaries could not be proven contiguous "
+                "(the listing shrank while it was read); sessions in them are not marked gone"
             )
-    except (SQLAlchemyError, OSError) as exc:
-        log.error(
-            "could not record the end of run %s: %s",
-            summary.run_id,
-            _db_error(exc).message if isinstance(exc, SQLAlchemyError) else exc,
-            extra={"target": summary.gateway.key},
+            self.summary.notes.append(note)
+            log.info(note, extra=self.extra)
+
+    def _page_before(self, created_ms: int) -> int:
+        """The last page read whose sessions are all at least as new as `created_ms`."""
+        candidates = [
+            n for n, times in self.page_times.items() if times and times[-1] >= created_ms
+        ]
+        return max(candidates, default=1)
+
+    async def mark_gone(self) -> None:
+        """Mark stored sessions that the pass proves the service no longer lists."""
+        async with self.engine.begin() as conn:
+            stored = await store.listed_sessions(conn, self.gateway)
+            gone = [
+                session_id
+                for session_id, created in stored
+                if session_id not in self.ledger.seen
+                and self.ledger.proves_absent(
+                    None if created is None else int(created.timestamp() * 1000)
+                )
+            ]
+            if gone:
+                self.summary.sessions_gone = await store.mark_gone(conn, gone, now=utc_now())
+        if gone:
+            log.info("%d sessions are no longer listed; marked gone", len(gone), extra=self.extra)
+
+    # -- reading and storing one page ---------------------------------------------------
+
+    async def read(self, page_num: int) -> Step:
+        return (await self.read_records(page_num))[2]
+
+    async def read_records(
+        self, page_num: int
+    ) -> tuple[list[SessionRecord], store.PageCounts, Step]:
+        """Fetch one page, store what this pass has not stored yet, account for it."""
+        summary, gateway = self.summary, self.gateway
+        page, step = await self._fetch(page_num)
+        self.listing_total = page.total_count
+        normalized = normalize_page(page.sessions, gateway)
+        fresh = [r for r in normalized.records if r.session_id not in self.ledger.seen]
+        self.ledger.observe(page_num, page.total_count, normalized.records, last=step is Step.DONE)
+        self.page_times[page_num] = [
+            r.create_time_ms for r in normalized.records if r.create_time_ms is not None
+        ]
+        for problem in normalized.problems:
+            log.warning("page %d: %s", page_num, problem, extra=self.extra)
+        checkpoint = {
+            "run_id": summary.run_id,
+            "mode": summary.mode,
+            "page_num": page_num,
+            "page_size": self.page_size,
+            "total_count": page.total_count,
+        }
+        assert summary.run_id is not None
+        async with self.engine.begin() as conn:
+            counts = await store.store_page(
+                conn,
+                run_id=summary.run_id,
+                gateway=gateway,
+                records=fresh,
+                requests=self.tally.requests - self.recorded_requests,
+                skipped=normalized.skipped,
+                invalid_values=normalized.invalid_values,
+                checkpoint=checkpoint,
+                now=utc_now(),
+            )
+        self.recorded_requests = self.tally.requests
+        summary.pages += 1
+        summary.seen += len(fresh)
+        summary.inserted += counts.inserted
+        summary.updated += counts.updated
+        summary.unchanged += counts.unchanged
+        summary.state_changes += counts.state_changes
+        summary.skipped += normalized.skipped
+        summary.invalid_values += normalized.invalid_values
+        summary.requests = self.tally.requests
+        if self.on_page is not None:
+            self.on_page(summary)
+        return normalized.records, counts, step
+
+    async def _fetch(self, page_num: int) -> tuple[SessionsPage, Step]:
+        """One page answer; a page that contradicts totalCount is read again a few times."""
+        for attempt in range(MAX_REREADS_PER_PAGE + 1):
+            page = await self.client.list_sessions(
+                self.gateway, page_num, self.page_size, self.tally
+            )
+            self.summary.total_count = page.total_count
+            view = PageView(page_num, self.page_size, len(page.sessions), page.total_count)
+            step = next_step(view)
+            if step is not Step.REREAD:
+                return page, step
+            if attempt < MAX_REREADS_PER_PAGE:
+                self.summary.rereads += 1
+                log.warning(
+                    "page %d holds %d sessions but totalCount is %d; reading it again",
+                    page_num, view.listed, page.total_count, extra=self.extra,
+                )  # fmt: skip
+                await asyncio.sleep(REREAD_DELAY_S * (attempt + 1))
+        raise ApiUnavailable(
+            f"gateway {self.gateway.key}: page {page_num} holds {view.listed} sessions although "
+            f"the service reports {page.total_count}; the listing is incomplete"
         )
+
+    # -- the end of the run -------------------------------------------------------------
+
+    def _fill_drift(self) -> None:
+        summary, ledger = self.summary, self.ledger
+        summary.total_count_changes = ledger.total_count_changes
+        summary.repeated_ids = ledger.repeated_ids
+        if summary.mode == "full" and summary.status in ("running", "succeeded"):
+            summary.complete = ledger.complete
+
+    async def _close_run(self) -> None:
+        """Write the run's final status; a database that is gone leaves it open for cleanup."""
+        summary = self.summary
+        assert summary.run_id is not None
+        outcome = store.PassOutcome(
+            total_count_changes=summary.total_count_changes,
+            repeated_ids=summary.repeated_ids,
+            rereads=summary.rereads,
+            sessions_gone=summary.sessions_gone,
+            complete=summary.complete,
+            notes="; ".join(summary.notes) or None,
+            listing_ordered=self.ledger.ordered if summary.mode == "full" else None,
+        )
+        try:
+            async with self.engine.begin() as conn:
+                await store.finish_run(
+                    conn,
+                    summary.run_id,
+                    summary.gateway,
+                    status=summary.status,
+                    finished_at=utc_now(),
+                    mode=summary.mode,
+                    requests=self.tally.requests - self.recorded_requests,
+                    error=summary.error,
+                    outcome=outcome,
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.error(
+                "could not record the end of run %s: %s",
+                summary.run_id,
+                _db_error(exc).message if isinstance(exc, SQLAlchemyError) else exc,
+                extra=self.extra,
+            )

@@ -82,7 +82,11 @@ class Daemon:
             try:
                 async with slots:
                     summary = await harvest_gateway(
-                        engine, client, gateway, page_size=self._settings.api.page_size
+                        engine,
+                        client,
+                        gateway,
+                        page_size=self._settings.api.page_size,
+                        full_interval_s=self._settings.schedule.full_interval,
                     )
                 log.info(
                     "run %s: %d new, %d updated, %d unchanged in %.1fs",

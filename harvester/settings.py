@@ -161,6 +161,8 @@ class ScheduleSettings(_Section):
     cron: str | None = None
     jitter: DurationS = Field(default=30.0, ge=0)
     discovery_interval: DurationS = Field(default=3600.0, gt=0)
+    #: time between full passes of a gateway; the runs between them are incremental
+    full_interval: DurationS = Field(default=86400.0, gt=0)
 
     @field_validator("cron")
     @classmethod

@@ -20,7 +20,7 @@ from harvester.db import locks, migrate, store
 from harvester.db.engine import create_engine
 from harvester.errors import ConfigError, StoreError
 from harvester.harvest import PageCallback, RunSummary, harvest_gateway, utc_now
-from harvester.records import Gateway, RunMode
+from harvester.records import Gateway
 from harvester.settings import Settings, TargetSettings
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,15 @@ async def run_sync(
     settings: Settings,
     *,
     targets: Sequence[str] = (),
-    mode: RunMode = "full",
+    full: bool = False,
     credentials: CredentialsProvider | None = None,
     on_page: PageCallback | None = None,
     on_gateways: Callable[[list[Gateway]], None] | None = None,
 ) -> SyncResult:
-    """Discover, then harvest each gateway once, `max_parallel_targets` at a time."""
+    """Discover, then harvest each gateway once, `max_parallel_targets` at a time.
+
+    `full` forces full passes; otherwise each gateway's mode follows `choose_mode`.
+    """
     engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
     try:
         await check_schema(engine)
@@ -114,7 +117,7 @@ async def run_sync(
         credentials = credentials or ChainCredentials()
         await credentials.get()  # no credentials is a configuration error: say so up front
         async with ApiClient.open(settings.api, credentials) as client:
-            return await _sync_with(engine, client, settings, targets, mode, on_page, on_gateways)
+            return await _sync_with(engine, client, settings, targets, full, on_page, on_gateways)
     finally:
         await engine.dispose()
 
@@ -124,7 +127,7 @@ async def _sync_with(
     client: ApiClient,
     settings: Settings,
     targets: Sequence[str],
-    mode: RunMode,
+    full: bool,
     on_page: PageCallback | None,
     on_gateways: Callable[[list[Gateway]], None] | None,
 ) -> SyncResult:
@@ -142,8 +145,8 @@ async def _sync_with(
     async def one(gateway: Gateway) -> RunSummary:
         async with slots:
             return await harvest_gateway(
-                engine, client, gateway, page_size=settings.api.page_size, mode=mode,
-                on_page=on_page,
+                engine, client, gateway, page_size=settings.api.page_size, force_full=full,
+                full_interval_s=settings.schedule.full_interval, on_page=on_page,
             )  # fmt: skip
 
     result.runs = list(await asyncio.gather(*(one(g) for g in gateways)))

@@ -21,7 +21,7 @@ from sqlalchemy import Update, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from harvester.db.tables import UtcDateTime, harvest_runs, harvest_targets, livy_sessions
-from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
+from harvester.records import TERMINAL_STATES, Gateway, RunMode, RunStatus, SessionRecord
 
 # (record field, PostgreSQL type in the page document) in SessionRecord order.
 _RECORD_FIELDS: Final = tuple(
@@ -312,6 +312,20 @@ async def start_run(
     return run_id
 
 
+@dataclass(frozen=True, slots=True)
+class PassOutcome:
+    """What a pass found out about the listing, written on its run when it ends."""
+
+    total_count_changes: int = 0
+    repeated_ids: int = 0
+    rereads: int = 0
+    sessions_gone: int = 0
+    complete: bool | None = None
+    notes: str | None = None
+    #: newest first by createTime, as checked on the data of a full pass (None: unknown)
+    listing_ordered: bool | None = None
+
+
 async def finish_run(
     conn: AsyncConnection,
     run_id: int,
@@ -322,6 +336,7 @@ async def finish_run(
     mode: RunMode,
     requests: int = 0,
     error: str | None = None,
+    outcome: PassOutcome = PassOutcome(),
 ) -> None:
     """Close a run; on success move the target's success marks and clear its checkpoint."""
     await conn.execute(
@@ -329,15 +344,23 @@ async def finish_run(
         .where(harvest_runs.c.id == run_id)
         .values(
             status=status,
+            mode=mode,
             finished_at=finished_at,
             error=error,
             requests=harvest_runs.c.requests + requests,
+            total_count_changes=outcome.total_count_changes,
+            repeated_ids=outcome.repeated_ids,
+            rereads=outcome.rereads,
+            sessions_gone=outcome.sessions_gone,
+            complete=outcome.complete,
+            notes=outcome.notes,
         )
     )
     if status == "succeeded":
         marks: dict[str, Any] = {"last_success_at": finished_at, "checkpoint": None}
         if mode == "full":
             marks["last_full_pass_at"] = finished_at
+            marks["listing_ordered"] = outcome.listing_ordered
         await conn.execute(_update_target(gateway).values(marks))
 
 
@@ -402,6 +425,99 @@ async def gateways_with_open_runs(conn: AsyncConnection) -> list[Gateway]:
         .distinct()
     )
     return [Gateway(row.region_id or "", row.workspace_id, row.compute_id) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What the store knows about a gateway that decides the next pass's mode."""
+
+    last_full_pass_at: datetime | None
+    listing_ordered: bool | None
+
+
+async def target_state(conn: AsyncConnection, gateway: Gateway) -> TargetState:
+    """The gateway's last full pass and listing order (unknown for a new gateway)."""
+    columns = harvest_targets.c
+    row = (
+        await conn.execute(
+            select(columns.last_full_pass_at, columns.listing_ordered).where(
+                columns.workspace_id == gateway.workspace_id,
+                columns.compute_id == gateway.compute_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return TargetState(None, None)
+    return TargetState(row.last_full_pass_at, row.listing_ordered)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A stored session that may still change, and where the listing should show it."""
+
+    session_id: str
+    create_time: datetime | None
+    #: stored, still-listed sessions of the gateway created after it (0 = the newest)
+    position: int
+
+
+def _of_gateway(gateway: Gateway) -> Any:
+    return (livy_sessions.c.workspace_id == gateway.workspace_id) & (
+        livy_sessions.c.compute_id == gateway.compute_id
+    )
+
+
+async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSession]:
+    """Still-listed sessions stored in a non-terminal state, with their expected position."""
+    s = livy_sessions.alias("s")
+    newer = livy_sessions.alias("newer")
+    position = (
+        select(func.count())
+        .where(
+            newer.c.workspace_id == s.c.workspace_id,
+            newer.c.compute_id == s.c.compute_id,
+            newer.c.gone_at.is_(None),
+            newer.c.create_time > s.c.create_time,
+        )
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        select(s.c.session_id, s.c.create_time, position.label("position"))
+        .where(
+            s.c.workspace_id == gateway.workspace_id,
+            s.c.compute_id == gateway.compute_id,
+            s.c.gone_at.is_(None),
+            s.c.state.is_(None) | s.c.state.not_in(sorted(TERMINAL_STATES)),
+        )
+        .order_by(s.c.create_time.desc())
+    )
+    return [OpenSession(r.session_id, r.create_time, int(r.position or 0)) for r in rows]
+
+
+async def listed_sessions(
+    conn: AsyncConnection, gateway: Gateway
+) -> list[tuple[str, datetime | None]]:
+    """(session id, create time) of every stored session not yet marked gone."""
+    rows = await conn.execute(
+        select(livy_sessions.c.session_id, livy_sessions.c.create_time).where(
+            _of_gateway(gateway), livy_sessions.c.gone_at.is_(None)
+        )
+    )
+    return [(row.session_id, row.create_time) for row in rows]
+
+
+async def mark_gone(conn: AsyncConnection, session_ids: Sequence[str], *, now: datetime) -> int:
+    """Mark sessions the service no longer lists; their rows stay."""
+    marked = 0
+    for start in range(0, len(session_ids), 1000):
+        chunk = list(session_ids[start : start + 1000])
+        result = await conn.execute(
+            update(livy_sessions)
+            .where(livy_sessions.c.session_id.in_(chunk), livy_sessions.c.gone_at.is_(None))
+            .values(gone_at=now)
+        )
+        marked += int(result.rowcount)
+    return marked
 
 
 async def fail_open_runs(conn: AsyncConnection, gateway: Gateway, *, finished_at: datetime) -> int:

@@ -128,6 +128,13 @@ harvest_runs = Table(
     Column("sessions_skipped", Integer, nullable=False, server_default=text("0")),
     Column("invalid_values", Integer, nullable=False, server_default=text("0")),
     Column("error", Text),
+    # Drift seen while paging, and what the pass could prove (see harvester.passes).
+    Column("total_count_changes", Integer, nullable=False, server_default=text("0")),
+    Column("repeated_ids", Integer, nullable=False, server_default=text("0")),
+    Column("rereads", Integer, nullable=False, server_default=text("0")),
+    Column("sessions_gone", Integer, nullable=False, server_default=text("0")),
+    Column("complete", Boolean),
+    Column("notes", Text),
     Index(None, "workspace_id", "compute_id", "started_at"),
     Index(None, "status"),
 )
@@ -147,4 +154,5 @@ harvest_targets = Table(
     Column("last_success_at", UtcDateTime),
     Column("last_full_pass_at", UtcDateTime),
     Column("checkpoint", Document),
+    Column("listing_ordered", Boolean),
 )

@@ -165,12 +165,19 @@ async def test_second_sync_changes_nothing_then_changes_land(
     service: SimulatedService, endpoint: str, database_url: str
 ) -> None:
     settings = settings_for(database_url, endpoint)
-    assert (await sync(settings)).ok
+    first = await sync(settings)
+    assert first.ok
     engine = create_engine(database_url)
     try:
         before = await stored_rows(engine)
-        again = await sync(settings)
+        quiet = await sync(settings)  # incremental: the head, and the open sessions' pages
+        assert quiet.ok
+        assert {r.mode for r in quiet.runs} == {"incremental"}
+        assert sum(r.inserted + r.updated for r in quiet.runs) == 0
+        assert sum(r.requests for r in quiet.runs) < sum(r.requests for r in first.runs)
+        again = await sync(settings, full=True)
         assert again.ok
+        assert {r.mode for r in again.runs} == {"full"}
         assert sum(r.inserted + r.updated for r in again.runs) == 0
         assert sum(r.unchanged for r in again.runs) == 2400
         assert await stored_rows(engine) == before
@@ -187,8 +194,9 @@ async def test_second_sync_changes_nothing_then_changes_land(
             service.finish(session_id)
         service.add_sessions(workspace_id, compute_id, 3, state="running")
 
-        third = await sync(settings)
+        third = await sync(settings)  # incremental: finds the new and the finished ones
         assert third.ok
+        assert {r.mode for r in third.runs} == {"incremental"}
         assert sum(r.inserted for r in third.runs) == 3
         assert sum(r.updated for r in third.runs) == len(running)
         after = await stored_rows(engine)
