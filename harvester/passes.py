@@ -54,7 +54,8 @@ class PassLedger:
     gaps: list[Gap] = field(default_factory=list)
     _last_total: int | None = None
     _first_total: int | None = None
-    _previous: tuple[int, frozenset[str], int | None] | None = None
+    #: the page read last: number, ids, oldest and newest createTime
+    _previous: tuple[int, frozenset[str], int | None, int | None] | None = None
 
     def observe(
         self, page_num: int, total_count: int, records: Sequence[SessionRecord], *, last: bool
@@ -93,12 +94,21 @@ class PassLedger:
                     self.gaps.append((-(2**62), 2**62))
         if times:
             # Inside one answer the listing is contiguous: nothing strictly between
-            # its newest and oldest session can be missing.
-            self._close_gaps(times[-1], times[0])
+            # its newest and oldest session can be missing; across a proven boundary
+            # that holds from the previous page's newest.
+            newest = times[0]
+            if follows and contiguous and previous is not None and previous[3] is not None:
+                newest = max(newest, previous[3])
+            self._close_gaps(times[-1], newest)
         self.repeated_ids += repeats
         self.seen.update(ids)
         self._last_total = total_count
-        self._previous = (page_num, frozenset(ids), times[-1] if times else None)
+        self._previous = (
+            page_num,
+            frozenset(ids),
+            times[-1] if times else None,
+            times[0] if times else None,
+        )
         if page_num == 1:
             self.read_head = True
         if last and (follows or page_num == 1):

@@ -1,0 +1,219 @@
+"""Drift-proof and incremental passes against a listing that changes while it is read."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from harvester.api.credentials import StaticCredentials
+from harvester.api.signing import Credentials
+from harvester.db.engine import create_engine
+from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions
+from harvester.settings import Settings, load_settings
+from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService, serve
+from harvester.sync import SyncResult, run_sync
+
+DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
+REGION = "cn-hangzhou"
+
+
+def one_gateway(seed: int, sessions: int) -> tuple[SimulatedService, str, str]:
+    service = SimulatedService(seed, quirks=False)
+    workspace_id = service.add_workspace()
+    compute_id = service.add_gateway(workspace_id)
+    service.add_sessions(workspace_id, compute_id, sessions, spread_days=30)
+    return service, workspace_id, compute_id
+
+
+def settings_for(database_url: str, endpoint: str, page_size: int = 50) -> Settings:
+    return load_settings(
+        None,
+        {
+            "HARVESTER_DATABASE_URL": database_url,
+            "HARVESTER_API__ENDPOINT": endpoint,
+            "HARVESTER_API__PAGE_SIZE": str(page_size),
+            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
+            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
+        },
+    )
+
+
+async def sync(settings: Settings, *, full: bool = False) -> SyncResult:
+    result = await run_sync(settings, credentials=DEMO, full=full)
+    assert result.ok, [(r.status, r.error) for r in result.runs]
+    return result
+
+
+async def stored(engine: AsyncEngine) -> dict[str, datetime | None]:
+    """session id -> gone_at"""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(livy_sessions.c.session_id, livy_sessions.c.gone_at))
+        return {row.session_id: row.gone_at for row in rows}
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_a_drifting_listing_never_loses_a_session_listed_when_the_pass_began(
+    seed: int, sqlite_url: str
+) -> None:
+    rng = random.Random(seed)
+    service, workspace_id, compute_id = one_gateway(seed, rng.randrange(200, 700))
+    engine = create_engine(sqlite_url)
+    try:
+        async with serve(service) as endpoint:
+            settings = settings_for(sqlite_url, endpoint, page_size=rng.choice([20, 50, 100]))
+            for full in (True, False, True):
+                at_start = set(service.session_ids(workspace_id, compute_id))
+                service.new_sessions_per_list_request = rng.randrange(0, 4)
+                service.expire_per_list_request = rng.randrange(0, 3)
+                await sync(settings, full=full)
+                service.new_sessions_per_list_request = service.expire_per_list_request = 0
+                still_listed = at_start & set(service.session_ids(workspace_id, compute_id))
+                rows = await stored(engine)
+                assert still_listed - set(rows) == set()
+                assert all(rows[i] is None for i in still_listed), "listed yet marked gone"
+            # Once the listing holds still, one full pass makes the store exact.
+            result = await sync(settings, full=True)
+            assert result.runs[0].complete is True
+            listing = set(service.session_ids(workspace_id, compute_id))
+            rows = await stored(engine)
+            assert {i for i, gone in rows.items() if gone is None} == listing
+            assert set(rows) >= listing  # forgotten sessions are kept, marked gone
+    finally:
+        await engine.dispose()
+
+
+async def test_drift_is_recorded_on_the_run(sqlite_url: str) -> None:
+    service, _, _ = one_gateway(3, 500)
+    engine = create_engine(sqlite_url)
+    try:
+        async with serve(service) as endpoint:
+            service.new_sessions_per_list_request = 2
+            result = await sync(settings_for(sqlite_url, endpoint), full=True)
+        run = result.runs[0]
+        assert run.repeated_ids > 0 and run.total_count_changes > 0
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(harvest_runs))).one()
+        assert (row.repeated_ids, row.total_count_changes) == (
+            run.repeated_ids,
+            run.total_count_changes,
+        )
+        assert row.complete is True  # head inserts only repeat ids; nothing can be missed
+    finally:
+        await engine.dispose()
+
+
+async def test_forgotten_sessions_are_marked_gone_and_cleared_when_they_return(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(5, 300)
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint)
+        await sync(settings)
+        forgotten = service.expire_oldest(workspace_id, compute_id, 40)
+        incremental = await sync(settings)
+        assert incremental.runs[0].mode == "incremental"
+        assert all(gone is None for gone in (await stored(engine)).values())  # full passes only
+        full = await sync(settings, full=True)
+        assert full.runs[0].sessions_gone == 40
+        rows = await stored(engine)
+        assert {i for i, gone in rows.items() if gone is not None} == set(forgotten)
+        assert len(rows) == 300  # nothing deleted
+
+        listed_id = service.session_ids(workspace_id, compute_id)[10]
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(livy_sessions)
+                .where(livy_sessions.c.session_id == listed_id)
+                .values(gone_at=datetime.now(UTC))
+            )
+        await sync(settings, full=True)
+        assert (await stored(engine))[listed_id] is None
+
+
+async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_sessions(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(7, 3000)
+    ids = service.session_ids(workspace_id, compute_id)
+    for session_id in ids:  # settle everything so the deep ones are the only open ones
+        service.finish(session_id)
+    deep = [ids[1234], ids[2777]]
+    for session_id in deep:
+        service.set_state(session_id, "running")
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint, page_size=100)
+        first = await sync(settings)
+        assert first.runs[0].mode == "full" and first.runs[0].requests == 30
+
+        quiet = await sync(settings)
+        assert quiet.runs[0].mode == "incremental"
+        assert quiet.runs[0].requests == 3  # the head, and one page per deep open session
+        assert quiet.runs[0].inserted + quiet.runs[0].updated == 0
+
+        service.add_sessions(
+            workspace_id, compute_id, 5, state="terminated", create_time_ms=service.now_ms
+        )
+        for session_id in deep:
+            service.finish(session_id)
+        changed = await sync(settings)
+        run = changed.runs[0]
+        assert (run.mode, run.inserted, run.updated) == ("incremental", 5, 2)
+        assert run.requests <= 6
+    async with engine.connect() as conn:
+        states = dict(
+            (
+                await conn.execute(
+                    select(livy_sessions.c.session_id, livy_sessions.c.state).where(
+                        livy_sessions.c.session_id.in_(deep)
+                    )
+                )
+            ).all()
+        )
+    assert set(states.values()) == {"terminated"}
+
+
+async def test_an_unordered_listing_gets_full_passes_and_ends_exact(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(9, 400)
+    service.unordered = True
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint)
+        first = await sync(settings)
+        assert first.runs[0].complete is True  # the listing held still
+        second = await sync(settings)
+        assert second.runs[0].mode == "full"
+        service.add_sessions(workspace_id, compute_id, 7)
+        await sync(settings)
+    async with engine.connect() as conn:
+        ordered = (await conn.execute(select(harvest_targets.c.listing_ordered))).scalar_one()
+    assert ordered is False
+    assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
+
+
+async def test_an_incremental_pass_that_finds_disorder_falls_back_to_a_full_pass(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(4, 400)
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint)
+        await sync(settings)
+        service.unordered = True
+        service.add_sessions(workspace_id, compute_id, 3)
+        result = await sync(settings)
+    run = result.runs[0]
+    assert run.mode == "full" and "not ordered" in " ".join(run.notes)
+    assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
