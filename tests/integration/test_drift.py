@@ -103,7 +103,8 @@ async def test_drift_is_recorded_on_the_run(sqlite_url: str) -> None:
             service.new_sessions_per_list_request = 2
             result = await sync(settings_for(sqlite_url, endpoint), full=True)
         run = result.runs[0]
-        assert run.repeated_ids > 0 and run.total_count_changes > 0
+        assert run.repeated_ids > 0
+        assert run.total_count_changes > 0
         async with engine.connect() as conn:
             row = (await conn.execute(select(harvest_runs))).one()
         assert (row.repeated_ids, row.total_count_changes) == (
@@ -156,7 +157,8 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
     async with serve(service) as endpoint:
         settings = settings_for(database_url, endpoint, page_size=100)
         first = await sync(settings)
-        assert first.runs[0].mode == "full" and first.runs[0].requests == 30
+        assert first.runs[0].mode == "full"
+        assert first.runs[0].requests == 30
 
         quiet = await sync(settings)
         assert quiet.runs[0].mode == "incremental"
@@ -215,5 +217,6 @@ async def test_an_incremental_pass_that_finds_disorder_falls_back_to_a_full_pass
         service.add_sessions(workspace_id, compute_id, 3)
         result = await sync(settings)
     run = result.runs[0]
-    assert run.mode == "full" and "not ordered" in " ".join(run.notes)
+    assert run.mode == "full"
+    assert "not ordered" in " ".join(run.notes)
     assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))

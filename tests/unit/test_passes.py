@@ -24,8 +24,10 @@ def test_a_still_listing_read_in_order_is_complete() -> None:
     ledger = PassLedger()
     ledger.observe(1, 6, page(6, 5, 4), last=False)
     ledger.observe(2, 6, page(3, 2, 1), last=True)
-    assert ledger.complete and ledger.stable
-    assert ledger.proves_absent(10) and ledger.proves_absent(None)
+    assert ledger.complete
+    assert ledger.stable
+    assert ledger.proves_absent(10)
+    assert ledger.proves_absent(None)
 
 
 def test_sessions_added_at_the_head_only_repeat_ids() -> None:
@@ -33,9 +35,12 @@ def test_sessions_added_at_the_head_only_repeat_ids() -> None:
     ledger.observe(1, 6, page(6, 5, 4), last=False)
     facts = ledger.observe(2, 7, page(4, 3, 2), last=False)  # 7 arrived at the head
     ledger.observe(3, 7, page(1), last=True)
-    assert facts.repeated_ids == 1 and facts.contiguous
-    assert ledger.total_count_changes == 1 and ledger.repeated_ids == 1
-    assert ledger.complete and not ledger.stable
+    assert facts.repeated_ids == 1
+    assert facts.contiguous
+    assert ledger.total_count_changes == 1
+    assert ledger.repeated_ids == 1
+    assert ledger.complete
+    assert not ledger.stable
 
 
 def test_a_listing_that_shrank_in_front_of_the_reader_leaves_a_gap() -> None:
@@ -44,10 +49,14 @@ def test_a_listing_that_shrank_in_front_of_the_reader_leaves_a_gap() -> None:
     # 60 was deleted while reading: 50 moved into page 1's place; page 2 starts at 40.
     facts = ledger.observe(2, 8, page(40, 30, 20), last=False)
     ledger.observe(3, 8, page(10, 5), last=True)
-    assert not facts.contiguous and ledger.gaps == [(40, 70)]
+    assert not facts.contiguous
+    assert ledger.gaps == [(40, 70)]
     assert not ledger.complete
-    assert not ledger.proves_absent(50) and not ledger.proves_absent(70)
-    assert ledger.proves_absent(85) and ledger.proves_absent(15) and ledger.proves_absent(1)
+    assert not ledger.proves_absent(50)
+    assert not ledger.proves_absent(70)
+    assert ledger.proves_absent(85)
+    assert ledger.proves_absent(15)
+    assert ledger.proves_absent(1)
     assert not ledger.proves_absent(None)
     # Reading page 1 again shows 50 right after 70: the gap is closed.
     ledger.observe(1, 8, page(80, 70, 50), last=False)
@@ -60,11 +69,13 @@ def test_disorder_is_noticed_and_only_a_still_listing_is_complete() -> None:
     ledger = PassLedger()
     ledger.observe(1, 4, page(1, 9), last=False)
     ledger.observe(2, 4, page(5, 3), last=True)
-    assert not ledger.ordered and ledger.complete
+    assert not ledger.ordered
+    assert ledger.complete
     shuffled = PassLedger()
     shuffled.observe(1, 4, page(1, 9), last=False)
     shuffled.observe(2, 4, page(9, 3), last=True)  # a repeat: the order moved under us
-    assert not shuffled.complete and not shuffled.proves_absent(5)
+    assert not shuffled.complete
+    assert not shuffled.proves_absent(5)
 
 
 def test_the_mode_follows_the_last_full_pass_and_the_order() -> None:
