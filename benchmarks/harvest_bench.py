@@ -1,0 +1,329 @@
+"""Harvest benchmark: first-pass throughput, requests of later passes, peak memory.
+
+Runs the simulator in this process and `harvester sync` as a child process (two
+processes, as in production), on a fresh PostgreSQL database and a fresh SQLite file:
+
+    .venv/bin/python benchmarks/harvest_bench.py                  # 4 gateways x 25,000
+    .venv/bin/python benchmarks/harvest_bench.py --sessions 2500 --history 0   # quick
+
+Per database it reports: the first (full) pass in sessions/s for the whole process and
+its peak RSS; the list requests per gateway of a quiet pass and of a pass after 5 new
+sessions per gateway and running sessions finishing (two of them thousands deep); and,
+after `--history` forgotten sessions are added to the store, the RSS of a full pass
+again. A baseline child fetches and decodes every page with the same client and no
+database; the first pass is reported as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from harvester.api.client import ApiClient, RequestTally
+from harvester.api.credentials import StaticCredentials
+from harvester.api.signing import Credentials
+from harvester.records import ComputeId, Gateway, WorkspaceId
+from harvester.settings import load_settings
+from harvester.simulator import (
+    DEMO_ACCESS_KEY_ID,
+    DEMO_ACCESS_KEY_SECRET,
+    SimulatedService,
+    serve,
+)
+
+REGION = "cn-hangzhou"
+ROOT = Path(__file__).resolve().parent.parent
+HARVESTER = [sys.executable, "-m", "harvester"]
+#: positions (0 = newest) of the two long-running sessions per gateway
+DEEP_POSITIONS = (2_345, 7_777)
+
+
+@dataclass
+class ChildRun:
+    seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+# A child forked from this (large) process would count our pages in its peak RSS, so
+# children are started from a small launcher that reports their own peak.
+_LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+sys.exit(code)
+"""
+
+
+def run_child(command: Sequence[str], env: dict[str, str]) -> ChildRun:
+    """Run a child process to the end; wall time and its own peak RSS."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}")
+    output, _, report = result.stdout.rstrip().rpartition("\n")
+    return ChildRun(seconds, int(report.removeprefix("maxrss_kb=")) / 1024, output)
+
+
+async def run_child_async(command: Sequence[str], env: dict[str, str]) -> ChildRun:
+    """The same, off the event loop: the simulator keeps serving in this process."""
+    return await asyncio.to_thread(run_child, command, env)
+
+
+def requests_per_gateway(output: str) -> list[int]:
+    """`requests=` of each logfmt summary line printed by `harvester sync`."""
+    counts = []
+    for line in output.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if line.startswith("target=") and "requests" in fields:
+            counts.append(int(fields["requests"]))
+    return counts
+
+
+def build_service(gateways: int, sessions: int, seed: int) -> SimulatedService:
+    service = SimulatedService(seed, quirks=False)
+    workspace_id = service.add_workspace()
+    for _ in range(gateways):
+        compute_id = service.add_gateway(workspace_id)
+        service.add_sessions(workspace_id, compute_id, sessions, spread_days=60)
+    # Finished everywhere, but for the newest page and two long runners deep down.
+    for compute_id in service.gateway_ids(workspace_id):
+        ids = service.session_ids(workspace_id, compute_id)
+        for session_id in ids[100:]:
+            service.finish(session_id)
+        for position in DEEP_POSITIONS:
+            if position < len(ids):
+                service.set_state(ids[position], "running")
+    return service
+
+
+def change_a_little(service: SimulatedService) -> None:
+    """5 new sessions per gateway; the running ones finish, the two deep ones included."""
+    for workspace_id in service.workspace_ids(REGION):
+        for compute_id in service.gateway_ids(workspace_id):
+            for session_id in service.session_ids(workspace_id, compute_id):
+                if service.record(session_id).get("state") not in ("terminated", "error"):
+                    service.finish(session_id)
+            service.add_sessions(
+                workspace_id, compute_id, 5, state="terminated", create_time_ms=service.now_ms
+            )
+
+
+async def baseline(endpoint: str, gateways: list[Gateway], page_size: int) -> None:
+    """Fetch and decode every page of every gateway with the harvester's client, no DB."""
+    settings = load_settings(
+        None,
+        {"HARVESTER_API__ENDPOINT": endpoint, "HARVESTER_API__REQUESTS_PER_SECOND": "100000"},
+    )
+    credentials = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
+    async with ApiClient.open(settings.api, credentials) as client:
+
+        async def one(gateway: Gateway) -> int:
+            tally, page_num, listed = RequestTally(), 1, 0
+            while True:
+                page = await client.list_sessions(gateway, page_num, page_size, tally)
+                listed += len(page.sessions)
+                if listed >= page.total_count or not page.sessions:
+                    return listed
+                page_num += 1
+
+        counts = await asyncio.gather(*(one(g) for g in gateways))
+    print(f"baseline fetched {sum(counts)} sessions")
+
+
+async def fresh_postgres(admin_url: str) -> tuple[str, str]:
+    name = f"harvester_bench_{uuid.uuid4().hex[:8]}"
+    dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return name, url
+
+
+async def drop_postgres(admin_url: str, name: str) -> None:
+    dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def add_history(database_url: str, rows: int) -> None:
+    """Forgotten sessions (gone_at set) of the benchmark's gateways, straight into the store."""
+    from sqlalchemy import text
+
+    from harvester.db.engine import create_engine
+
+    engine = create_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        series = "SELECT g AS n FROM generate_series(1, :rows) AS g"
+        old = "TIMESTAMPTZ '2020-01-01 00:00:00+00'"
+    else:
+        old = "'2020-01-01 00:00:00.000000'"
+        series = (
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :rows) "
+            "SELECT n FROM g"
+        )
+    try:
+        async with engine.begin() as conn:
+            targets = (
+                await conn.execute(text("SELECT workspace_id, compute_id FROM harvest_targets"))
+            ).all()
+            per_target = rows // max(len(targets), 1)
+            for workspace_id, compute_id in targets:
+                await conn.execute(
+                    text(
+                        "INSERT INTO livy_sessions (session_id, workspace_id, compute_id, "
+                        "state, raw, first_seen_at, updated_at, gone_at, create_time) "
+                        f"SELECT :prefix || n, :ws, :lc, 'terminated', '{{}}', "
+                        f"{old}, {old}, {old}, {old} FROM ({series}) AS numbers"
+                    ),
+                    {
+                        "rows": per_target,
+                        "prefix": f"history-{compute_id}-",
+                        "ws": workspace_id,
+                        "lc": compute_id,
+                    },
+                )
+    finally:
+        await engine.dispose()
+
+
+async def bench_database(
+    label: str, database_url: str, args: argparse.Namespace
+) -> dict[str, object]:
+    service = build_service(args.gateways, args.sessions, args.seed)
+    workspace_id = service.workspace_ids(REGION)[0]
+    gateways = [
+        Gateway(REGION, WorkspaceId(workspace_id), ComputeId(c))
+        for c in service.gateway_ids(workspace_id)
+    ]
+    total = args.gateways * args.sessions
+    async with serve(service) as endpoint:
+        env = {
+            **os.environ,
+            "HARVESTER_DATABASE_URL": database_url,
+            "HARVESTER_API__ENDPOINT": endpoint,
+            "HARVESTER_API__PAGE_SIZE": str(args.page_size),
+            "HARVESTER_API__REQUESTS_PER_SECOND": "100000",
+            "HARVESTER_API__MAX_CONCURRENCY": "16",
+            "HARVESTER_HARVEST__MAX_PARALLEL_TARGETS": str(args.gateways),
+            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
+            "HARVESTER_LOGGING__LEVEL": "WARNING",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        }
+        await run_child_async([*HARVESTER, "migrate"], env)
+        base = await run_child_async(
+            [sys.executable, __file__, "--baseline", endpoint, "--page-size", str(args.page_size),
+             "--gateway-keys", ",".join(g.key for g in gateways)],
+            env,
+        )  # fmt: skip
+        first = await run_child_async([*HARVESTER, "sync"], env)
+        quiet = await run_child_async([*HARVESTER, "sync"], env)
+        change_a_little(service)
+        changed = await run_child_async([*HARVESTER, "sync"], env)
+        result: dict[str, object] = {
+            "database": label,
+            "sessions": total,
+            "first_pass_s": round(first.seconds, 2),
+            "first_pass_sessions_per_s": round(total / first.seconds),
+            "first_pass_peak_rss_mb": round(first.peak_rss_mb, 1),
+            "baseline_s": round(base.seconds, 2),
+            "first_pass_vs_baseline": round(first.seconds / base.seconds, 2),
+            "full_pass_requests_per_gateway": max(requests_per_gateway(first.output)),
+            "quiet_pass_requests_per_gateway": max(requests_per_gateway(quiet.output)),
+            "changed_pass_requests_per_gateway": max(requests_per_gateway(changed.output)),
+        }
+        if args.history:
+            await add_history(database_url, args.history)
+            full = await run_child_async([*HARVESTER, "sync", "--full"], env)
+            result["stored_sessions_after_history"] = total + 5 * args.gateways + args.history
+            result["full_pass_with_history_s"] = round(full.seconds, 2)
+            result["full_pass_with_history_peak_rss_mb"] = round(full.peak_rss_mb, 1)
+    return result
+
+
+async def main(args: argparse.Namespace) -> None:
+    results = []
+    for database in args.databases.split(","):
+        if database == "postgresql":
+            name, url = await fresh_postgres(args.postgres_url)
+            try:
+                results.append(await bench_database("postgresql", url, args))
+            finally:
+                await drop_postgres(args.postgres_url, name)
+        elif database == "sqlite":
+            with tempfile.TemporaryDirectory() as directory:
+                url = f"sqlite+aiosqlite:///{directory}/bench.db"
+                results.append(await bench_database("sqlite", url, args))
+        else:
+            raise SystemExit(f"unknown database {database!r}: use postgresql and/or sqlite")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(
+        f"{args.gateways} gateways x {args.sessions} sessions, page size {args.page_size}, "
+        f"history {args.history} forgotten sessions"
+    )
+    keys = list(results[0])
+    width = max(len(k) for k in keys)
+    for key in keys[1:]:
+        values = "  ".join(f"{str(r.get(key, '-')):>12}" for r in results)
+        print(f"{key:<{width}}  {values}")
+    print(f"{'(database)':<{width}}  " + "  ".join(f"{r['database']:>12}" for r in results))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gateways", type=int, default=4)
+    parser.add_argument("--sessions", type=int, default=25_000, help="per gateway")
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--history", type=int, default=900_000, help="forgotten sessions added")
+    parser.add_argument("--databases", default="postgresql,sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "HARVESTER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a server where a scratch database may be created and dropped",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    parser.add_argument("--gateway-keys", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.baseline:
+        keys = [key.split("/") for key in arguments.gateway_keys.split(",")]
+        targets = [Gateway(REGION, WorkspaceId(w), ComputeId(c)) for w, c in keys]
+        asyncio.run(baseline(arguments.baseline, targets, arguments.page_size))
+    else:
+        asyncio.run(main(arguments))
