@@ -19,7 +19,6 @@ from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_targets, livy_sessions
 
 HARVESTER = [sys.executable, "-m", "harvester"]
-NOW = datetime.now(UTC)
 
 
 def run(args: list[str], database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -32,6 +31,7 @@ def run(args: list[str], database_url: str, cwd: Path) -> subprocess.CompletedPr
 
 
 async def _fill(database_url: str) -> None:
+    now = datetime.now(UTC)
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -42,10 +42,10 @@ async def _fill(database_url: str) -> None:
                         "session_id": f"s{n}", "workspace_id": "w-1",
                         "compute_id": "lc-fresh" if n % 2 else "lc-stale",
                         "queue": ["etl", "adhoc", None][n % 3], "proxy_user": "alice",
-                        "create_time": NOW - timedelta(days=n % 5, hours=1),
+                        "create_time": now - timedelta(days=n % 5, hours=1),
                         "cu_hours": Decimal(n) / 4, "vcore_seconds": n * 100,
-                        "mb_seconds": n * 1000, "raw": {}, "first_seen_at": NOW,
-                        "updated_at": NOW,
+                        "mb_seconds": n * 1000, "raw": {}, "first_seen_at": now,
+                        "updated_at": now,
                     }
                     for n in range(20)
                 ],
@@ -54,8 +54,8 @@ async def _fill(database_url: str) -> None:
                 await conn.execute(
                     insert(harvest_targets).values(
                         workspace_id="w-1", compute_id=compute_id, region_id="cn-hangzhou",
-                        origin="configured", first_seen_at=NOW, last_seen_at=NOW,
-                        last_success_at=NOW - lag if lag else None,
+                        origin="configured", first_seen_at=now, last_seen_at=now,
+                        last_success_at=now - lag if lag else None,
                     )
                 )  # fmt: skip
     finally:

@@ -197,10 +197,11 @@ async def test_target_health_and_status(engine: AsyncEngine, filled: list[dict[s
     healthy, failing, never = by_id["lc-a1"], by_id["lc-a2"], by_id["lc-b1"]
     assert healthy.last_run_status == "succeeded"
     assert healthy.last_error == "boom: old failure"
-    assert healthy.lag_s == pytest.approx(300, abs=60)
+    elapsed_s = (datetime.now(UTC) - NOW).total_seconds()  # NOW is taken at import
+    assert healthy.lag_s == pytest.approx(300 + elapsed_s, abs=30)
     assert failing.last_run_status == "failed"
     assert failing.last_error == "Throttling.User\nafter 6 attempts"
-    assert failing.lag_s == pytest.approx(3 * 3600, abs=60)
+    assert failing.lag_s == pytest.approx(3 * 3600 + elapsed_s, abs=30)
     assert never.last_run_status == "running"
     assert never.lag_s is None
     assert never.last_success_at is None
