@@ -274,3 +274,91 @@ def print_summary(result: SyncResult, interactive: bool) -> None:
 
 
 main.add_command(simulate)
+
+
+# --- status and report (issue 6): read-only commands over the usage views ----------------
+
+
+def _max_lag_s(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    from harvester.settings import parse_duration_s
+
+    try:
+        return parse_duration_s(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@common_options
+@click.option("--json", "as_json", is_flag=True, help='Print {"targets": [...]} for scripts.')
+@click.option(
+    "--max-lag",
+    default="1h",
+    show_default=True,
+    callback=_max_lag_s,
+    help="An active target without a successful run for longer than this is stale (exit 1).",
+)
+def status(
+    config: Path | None, log_level: str | None, log_format: str | None, as_json: bool,
+    max_lag: float,
+) -> None:  # fmt: skip
+    """Show each target's last run, last success, lag and sessions (exit 1 if one is stale)."""
+    from harvester import status as health
+
+    settings = load(config, log_level, log_format)
+    targets = run_async(health.read_status(settings.database.url))
+    if as_json:
+        click.echo(json.dumps(health.status_document(targets, max_lag), indent=2))
+    elif not targets:
+        click.echo("no targets known yet: run `harvester sync` first", err=True)
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*health.STATUS_HEADERS)
+        for row in health.status_rows(targets, max_lag):
+            table.add_row(*row, style="red" if row[4].endswith("STALE") else None)
+        Console().print(table)
+    else:
+        click.echo(health.plain_table(health.STATUS_HEADERS, health.status_rows(targets, max_lag)))
+    sys.exit(EXIT_FAILED if health.any_stale(targets, max_lag) else EXIT_OK)
+
+
+@main.command()
+@common_options
+@click.option("--since", metavar="DATE", help="Start (UTC date or ISO time; default: until - 30d).")
+@click.option("--until", metavar="DATE", help="End, excluded (default: end of today, UTC).")
+@click.option(
+    "--by", type=click.Choice(["queue", "user", "gateway", "workspace"]), default="queue",
+    show_default=True, help="The dimension to break usage down by.",
+)  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
+    show_default=True, help="html is one self-contained page with a chart.",
+)  # fmt: skip
+@click.option("--per-day", is_flag=True, help="csv: one row per day and key, not totals.")
+@click.option(
+    "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="Write to this file instead of stdout.",
+)  # fmt: skip
+def report(
+    config: Path | None, log_level: str | None, log_format: str | None, since: str | None,
+    until: str | None, by: str, fmt: str, per_day: bool, output: Path | None,
+) -> None:  # fmt: skip
+    """Usage (sessions, CU-hours) per queue, user, gateway or workspace over a period."""
+    from datetime import UTC, datetime
+
+    from harvester import report as usage
+
+    settings = load(config, log_level, log_format)
+    try:
+        period = usage.resolve_period(since, until, datetime.now(UTC))
+    except ConfigError as exc:
+        fail(exc.message, EXIT_CONFIG)
+    data = run_async(usage.read_report(settings.database.url, period, by))  # type: ignore[arg-type]
+    text = usage.render(data, fmt, per_day=per_day)  # type: ignore[arg-type]
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)

@@ -89,6 +89,11 @@ livy_sessions = Table(
     Column("gone_at", UtcDateTime),
     Index(None, "workspace_id", "compute_id", "create_time"),
     Index(None, "create_time"),
+    # Revision 0003: the common filters of the usage views and reports.
+    Index(None, "state", "create_time"),
+    Index(None, "queue", "create_time"),
+    Index(None, "proxy_user", "create_time"),
+    Index(None, "gone_at"),
 )
 
 session_state_changes = Table(
@@ -137,6 +142,8 @@ harvest_runs = Table(
     Column("notes", Text),
     Index(None, "workspace_id", "compute_id", "started_at"),
     Index(None, "status"),
+    # Revision 0003: target_health's "last failed run" per target.
+    Index(None, "workspace_id", "compute_id", "status", "started_at"),
 )
 
 harvest_targets = Table(
