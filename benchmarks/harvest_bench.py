@@ -174,41 +174,48 @@ async def drop_postgres(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+#: forgotten sessions of one gateway, all created and gone long ago
+_HISTORY_SQL = {
+    "postgresql": """
+        INSERT INTO livy_sessions (session_id, workspace_id, compute_id, state, raw,
+                                   first_seen_at, updated_at, gone_at, create_time)
+        SELECT :prefix || n, :ws, :lc, 'terminated', '{}', :old, :old, :old, :old
+        FROM generate_series(1, :rows) AS n""",
+    "sqlite": """
+        WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < :rows)
+        INSERT INTO livy_sessions (session_id, workspace_id, compute_id, state, raw,
+                                   first_seen_at, updated_at, gone_at, create_time)
+        SELECT :prefix || n, :ws, :lc, 'terminated', '{}', :old, :old, :old, :old FROM numbers""",
+}
+
+
 async def add_history(database_url: str, rows: int) -> None:
     """Forgotten sessions (gone_at set) of the benchmark's gateways, straight into the store."""
-    from sqlalchemy import text
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, text
 
     from harvester.db.engine import create_engine
+    from harvester.db.tables import UtcDateTime
 
     engine = create_engine(database_url)
-    if engine.dialect.name == "postgresql":
-        series = "SELECT g AS n FROM generate_series(1, :rows) AS g"
-        old = "TIMESTAMPTZ '2020-01-01 00:00:00+00'"
-    else:
-        old = "'2020-01-01 00:00:00.000000'"
-        series = (
-            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :rows) "
-            "SELECT n FROM g"
-        )
+    insert = text(_HISTORY_SQL[engine.dialect.name]).bindparams(
+        bindparam("old", type_=UtcDateTime())
+    )
     try:
         async with engine.begin() as conn:
             targets = (
                 await conn.execute(text("SELECT workspace_id, compute_id FROM harvest_targets"))
             ).all()
-            per_target = rows // max(len(targets), 1)
             for workspace_id, compute_id in targets:
                 await conn.execute(
-                    text(
-                        "INSERT INTO livy_sessions (session_id, workspace_id, compute_id, "
-                        "state, raw, first_seen_at, updated_at, gone_at, create_time) "
-                        f"SELECT :prefix || n, :ws, :lc, 'terminated', '{{}}', "
-                        f"{old}, {old}, {old}, {old} FROM ({series}) AS numbers"
-                    ),
+                    insert,
                     {
-                        "rows": per_target,
+                        "rows": rows // max(len(targets), 1),
                         "prefix": f"history-{compute_id}-",
                         "ws": workspace_id,
                         "lc": compute_id,
+                        "old": datetime(2020, 1, 1, tzinfo=UTC),
                     },
                 )
     finally:
@@ -294,7 +301,7 @@ async def main(args: argparse.Namespace) -> None:
     keys = list(results[0])
     width = max(len(k) for k in keys)
     for key in keys[1:]:
-        values = "  ".join(f"{str(r.get(key, '-')):>12}" for r in results)
+        values = "  ".join(f"{r.get(key, '-')!s:>12}" for r in results)
         print(f"{key:<{width}}  {values}")
     print(f"{'(database)':<{width}}  " + "  ".join(f"{r['database']:>12}" for r in results))
 
