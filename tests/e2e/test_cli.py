@@ -56,6 +56,7 @@ def env(tmp_path: Path, simulator: str) -> dict[str, str]:
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
         "HARVESTER_API__ENDPOINT": simulator,
         "HARVESTER_TARGETS": '[{"region_id": "cn-hangzhou"}]',
+        "HARVESTER_SERVER__LISTEN": "",  # no fixed port: tests run side by side
     }
 
 
