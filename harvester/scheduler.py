@@ -356,8 +356,8 @@ class Daemon:
                 async with slots:
                     summary = await self._harvest_once(engine, client, gateway)
                 self.metrics.observe_run(summary, utc_now())
-                if summary.status == "skipped":
-                    return
+                if summary.status != "succeeded":
+                    return  # harvest_gateway logged why
                 log.info(
                     "run %s: %d new, %d updated, %d unchanged in %.1fs",
                     summary.status, summary.inserted, summary.updated, summary.unchanged,
