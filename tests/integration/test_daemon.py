@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,6 +117,17 @@ async def test_vanished_gateways_are_deactivated_but_never_on_a_discovery_error(
         assert all((await active_flags(engine)).values())
 
 
+async def compose_healthcheck(url: str) -> int:
+    """Run docker-compose.yml's healthcheck of the harvester against `url`; its exit status."""
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    code = compose["services"]["harvester"]["healthcheck"]["test"][3]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code.replace("http://127.0.0.1:9464", url),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    return await process.wait()
+
+
 async def get(url: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         return response.status, await response.text()
@@ -151,6 +164,7 @@ async def test_daemon_serves_health_and_metrics(postgres_url: str, endpoint: str
             "targets": 5,
             "stale_targets": [],
         }
+        assert await compose_healthcheck(daemon.server.url) == 0
         status, metrics = await get(f"{daemon.server.url}/metrics")
         assert status == 200
         for name in (
@@ -188,6 +202,7 @@ async def test_daemon_waits_for_the_database_and_says_so(endpoint: str) -> None:
         assert status == 503
         assert json.loads(body)["database"] == "unreachable"
         assert "pw-not-shown" not in body
+        assert await compose_healthcheck(daemon.server.url) != 0
         await asyncio.sleep(1.5)  # a retry or two later, still waiting, not exited
         assert not task.done()
     finally:
