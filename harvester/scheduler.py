@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
@@ -32,7 +32,7 @@ from harvester.api.client import ApiClient
 from harvester.api.credentials import ChainCredentials, CredentialsProvider
 from harvester.db import store
 from harvester.db.engine import create_engine
-from harvester.errors import ConfigError, StoreError
+from harvester.errors import ConfigError, HarvesterError, StoreError
 from harvester.harvest import RunSummary, harvest_gateway, utc_now
 from harvester.metrics import Metrics
 from harvester.records import Gateway
@@ -172,7 +172,13 @@ async def discovery_round(
     found: dict[str, Gateway] = {}
     listed: list[TargetSettings] = []
     for target in targets:
-        discovery = await discover_targets(engine, client, [target])
+        try:
+            discovery = await discover_targets(engine, client, [target])
+        except IntegrityError:
+            # Another replica registered the same new gateways a moment before us: they
+            # are known now, so a second pass only touches them.
+            log.debug("gateways registered concurrently; registering again")
+            discovery = await discover_targets(engine, client, [target])
         found.update((gateway.key, gateway) for gateway in discovery.gateways)
         result.errors.extend(discovery.errors)
         if not discovery.errors:
@@ -389,6 +395,10 @@ class Daemon:
                     self.metrics.discoveries.labels(outcome="failed").inc()
                     cause = getattr(exc, "orig", None) or exc
                     log.error("discovery failed: database error %s", type(cause).__name__)
+                    return
+                except HarvesterError as exc:  # e.g. credentials that can no longer refresh
+                    self.metrics.discoveries.labels(outcome="failed").inc()
+                    log.error("discovery failed: %s", exc.message)
                     return
                 self.metrics.discoveries.labels(outcome="partial" if found.errors else "ok").inc()
                 for gateway in found.vanished:

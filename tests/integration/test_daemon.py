@@ -14,11 +14,14 @@ import aiohttp
 import pytest
 import yaml
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harvester import scheduler
 from harvester.api.client import ApiClient
 from harvester.api.credentials import StaticCredentials
 from harvester.api.signing import Credentials
+from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets
 from harvester.errors import ConfigError
 from harvester.harvest import harvest_gateway
@@ -236,3 +239,45 @@ async def test_daemon_refuses_a_busy_listen_address(sqlite_url: str, endpoint: s
     finally:
         first.stop()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.postgres
+async def test_replicas_discovering_the_same_new_gateways_at_once_both_succeed(
+    postgres_url: str, endpoint: str
+) -> None:
+    settings = settings_for(postgres_url, endpoint)
+    engines = [create_engine(postgres_url), create_engine(postgres_url)]
+    try:
+        async with ApiClient.open(settings.api, DEMO) as client:
+            rounds = await asyncio.gather(
+                *(discovery_round(engine, client, settings.targets) for engine in engines)
+            )
+        assert [len(found.gateways) for found in rounds] == [5, 5]
+        assert len(await active_flags(engines[0])) == 5
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_registration_race_lost_to_another_replica_is_retried(
+    sqlite_url: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(sqlite_url, endpoint)
+    real = scheduler.discover_targets
+    calls: list[int] = []
+
+    async def lose_first_race(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO harvest_targets", {}, Exception("duplicate key"))
+        return await real(*args)
+
+    monkeypatch.setattr(scheduler, "discover_targets", lose_first_race)
+    engine = create_engine(sqlite_url)
+    try:
+        async with ApiClient.open(settings.api, DEMO) as client:
+            found = await discovery_round(engine, client, settings.targets)
+    finally:
+        await engine.dispose()
+    assert len(calls) == 2
+    assert len(found.gateways) == 5
