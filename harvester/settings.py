@@ -154,6 +154,19 @@ class HarvestSettings(_Section):
     max_parallel_targets: int = Field(default=4, ge=1, le=64)
 
 
+def check_crontab(value: str | None) -> str | None:
+    """A crontab line (five fields, UTC) or None for an empty value; ValueError otherwise."""
+    if value is None or not value.strip():
+        return None
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a crontab expression: {exc}") from None
+    return value.strip()
+
+
 class ScheduleSettings(_Section):
     """When the daemon harvests: an interval or a cron expression, with random jitter."""
 
@@ -167,15 +180,37 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        from apscheduler.triggers.cron import CronTrigger
+        return check_crontab(value)
 
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a crontab expression: {exc}") from None
-        return value
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """(host, port) from "host:port" ("[::1]:9464" for IPv6); None for "" (disabled)."""
+    text = value.strip()
+    if not text:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f'{value!r} is not host:port, e.g. 127.0.0.1:9464 ("" disables)')
+    return host, int(port_text)
+
+
+class ServerSettings(_Section):
+    """The daemon's /healthz and /metrics endpoint."""
+
+    listen: str = "127.0.0.1:9464"
+    #: a target is stale when its last success is older; None: 3 periods + jitter, at least 1m
+    health_max_age: DurationS | None = Field(default=None, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen)
 
 
 class LoggingSettings(_Section):
@@ -197,11 +232,21 @@ class TargetSettings(_Section):
     region_id: str = Field(pattern=_ID)
     workspace_id: str | None = Field(default=None, pattern=_ID)
     livy_compute_id: str | None = Field(default=None, pattern=_ID)
+    #: overrides [schedule] interval/cron for every gateway of this target
+    interval: DurationS | None = Field(default=None, gt=0)
+    cron: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        return check_crontab(value)
 
     @model_validator(mode="after")
     def _gateway_needs_workspace(self) -> TargetSettings:
         if self.livy_compute_id and not self.workspace_id:
             raise ValueError("livy_compute_id needs workspace_id")
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set interval or cron, not both")
         return self
 
 
@@ -211,6 +256,7 @@ class Settings(_Section):
     harvest: HarvestSettings = HarvestSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    server: ServerSettings = ServerSettings()
     targets: tuple[TargetSettings, ...] = ()
     #: where the settings came from, for messages ("built-in defaults" or a path)
     source: str = Field(default="built-in defaults", exclude=True)

@@ -537,3 +537,39 @@ async def fail_open_runs(conn: AsyncConnection, gateway: Gateway, *, finished_at
         )
     )
     return int(result.rowcount)
+
+
+async def active_gateways(conn: AsyncConnection) -> list[Gateway]:
+    """Every gateway of harvest_targets still marked active."""
+    columns = harvest_targets.c
+    rows = await conn.execute(
+        select(columns.region_id, columns.workspace_id, columns.compute_id, columns.name).where(
+            columns.active.is_(True)
+        )
+    )
+    return [Gateway(row.region_id, row.workspace_id, row.compute_id, row.name) for row in rows]
+
+
+async def deactivate_targets(conn: AsyncConnection, gateways: Iterable[Gateway]) -> int:
+    """Mark gateways inactive (their target no longer lists them); history stays."""
+    deactivated = 0
+    for gateway in gateways:
+        result = await conn.execute(
+            _update_target(gateway).where(harvest_targets.c.active.is_(True)).values(active=False)
+        )
+        deactivated += int(result.rowcount)
+    return deactivated
+
+
+async def last_successes(conn: AsyncConnection) -> dict[str, datetime | None]:
+    """The last successful run of each active gateway, by `Gateway.key`, any process's."""
+    columns = harvest_targets.c
+    rows = await conn.execute(
+        select(
+            columns.region_id, columns.workspace_id, columns.compute_id, columns.last_success_at
+        ).where(columns.active.is_(True))
+    )
+    return {
+        Gateway(row.region_id, row.workspace_id, row.compute_id).key: row.last_success_at
+        for row in rows
+    }

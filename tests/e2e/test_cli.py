@@ -56,6 +56,7 @@ def env(tmp_path: Path, simulator: str) -> dict[str, str]:
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
         "HARVESTER_API__ENDPOINT": simulator,
         "HARVESTER_TARGETS": '[{"region_id": "cn-hangzhou"}]',
+        "HARVESTER_SERVER__LISTEN": "",  # no fixed port: tests run side by side
     }
 
 
@@ -154,6 +155,16 @@ def test_docker_compose_is_valid() -> None:
         "service_completed_successfully"
     )
     assert "healthcheck" in services["postgres"]
+    harvester = services["harvester"]
+    assert harvester["command"][-1].endswith("harvester run")
+    assert harvester["environment"]["HARVESTER_SERVER__LISTEN"] == "0.0.0.0:9464"
+    assert harvester["environment"]["HARVESTER_DATABASE_URL"].startswith("postgresql")
+    assert harvester["stop_grace_period"] == "20s"
+    check = harvester["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:9464/healthz" in check[3]
+    compile(check[3], "healthcheck", "exec")  # valid Python, no curl needed
+    assert "HARVESTER_SERVER__LISTEN" not in services["migrate"]["environment"]
 
 
 def test_daemon_harvests_on_schedule_and_stops_on_sigterm(

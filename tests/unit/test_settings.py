@@ -35,6 +35,8 @@ def test_example_config_is_valid() -> None:
     assert len(settings.targets) == 2
     assert settings.targets[0].livy_compute_id == "lc-zm4dzdiubu73w2yx"
     assert settings.api.retry_budget == 120.0
+    assert settings.targets[0].interval == 60.0
+    assert settings.server.address == ("127.0.0.1", 9464)
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
