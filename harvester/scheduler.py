@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
@@ -172,13 +172,7 @@ async def discovery_round(
     found: dict[str, Gateway] = {}
     listed: list[TargetSettings] = []
     for target in targets:
-        try:
-            discovery = await discover_targets(engine, client, [target])
-        except IntegrityError:
-            # Another replica registered the same new gateways a moment before us: they
-            # are known now, so a second pass only touches them.
-            log.debug("gateways registered concurrently; registering again")
-            discovery = await discover_targets(engine, client, [target])
+        discovery = await discover_targets(engine, client, [target])
         found.update((gateway.key, gateway) for gateway in discovery.gateways)
         result.errors.extend(discovery.errors)
         if not discovery.errors:

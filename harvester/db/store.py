@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import orjson
 from sqlalchemy import Update, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from harvester.db.tables import UtcDateTime, harvest_runs, harvest_targets, livy_sessions
@@ -371,38 +373,37 @@ async def register_targets(
     origin: str,
     seen_at: datetime,
 ) -> None:
-    """Record gateways as known and active (new ones inserted, known ones touched)."""
-    known = {
-        (row.workspace_id, row.compute_id)
-        for row in await conn.execute(
-            select(harvest_targets.c.workspace_id, harvest_targets.c.compute_id)
-        )
-    }
+    """Record gateways as known and active: new ones inserted, known ones touched.
+
+    One upsert per gateway, so replicas discovering the same new gateway never collide.
+    """
+    upsert = (
+        postgresql_insert(harvest_targets)
+        if conn.dialect.name == "postgresql"
+        else sqlite_insert(harvest_targets)
+    )
     for gateway in gateways:
-        key = (gateway.workspace_id, gateway.compute_id)
-        if key in known:
-            await conn.execute(
-                _update_target(gateway).values(
-                    last_seen_at=seen_at,
-                    active=True,
-                    region_id=gateway.region_id,
-                    name=func.coalesce(gateway.name, harvest_targets.c.name),
-                )
+        statement = upsert.values(
+            workspace_id=gateway.workspace_id,
+            compute_id=gateway.compute_id,
+            region_id=gateway.region_id,
+            name=gateway.name,
+            origin=origin,
+            active=True,
+            first_seen_at=seen_at,
+            last_seen_at=seen_at,
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["workspace_id", "compute_id"],
+                set_={
+                    "last_seen_at": seen_at,
+                    "active": True,
+                    "region_id": gateway.region_id,
+                    "name": func.coalesce(gateway.name, harvest_targets.c.name),
+                },
             )
-        else:
-            await conn.execute(
-                insert(harvest_targets).values(
-                    workspace_id=gateway.workspace_id,
-                    compute_id=gateway.compute_id,
-                    region_id=gateway.region_id,
-                    name=gateway.name,
-                    origin=origin,
-                    active=True,
-                    first_seen_at=seen_at,
-                    last_seen_at=seen_at,
-                )
-            )
-            known.add(key)
+        )
 
 
 async def count_sessions(conn: AsyncConnection, gateway: Gateway | None = None) -> int:

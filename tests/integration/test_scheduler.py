@@ -14,17 +14,17 @@ import aiohttp
 import pytest
 import yaml
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from harvester import scheduler
 from harvester.api.client import ApiClient
 from harvester.api.credentials import StaticCredentials
 from harvester.api.signing import Credentials
+from harvester.db import store
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets
 from harvester.errors import ConfigError
-from harvester.harvest import harvest_gateway
+from harvester.harvest import harvest_gateway, utc_now
+from harvester.records import Gateway
 from harvester.scheduler import Daemon, discovery_round
 from harvester.settings import Settings, load_settings
 from harvester.simulator import (
@@ -259,25 +259,20 @@ async def test_replicas_discovering_the_same_new_gateways_at_once_both_succeed(
             await engine.dispose()
 
 
-async def test_a_registration_race_lost_to_another_replica_is_retried(
-    sqlite_url: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
+async def test_replicas_registering_the_same_new_gateways_at_once_never_collide(
+    postgres_url: str,
 ) -> None:
-    settings = settings_for(sqlite_url, endpoint)
-    real = scheduler.discover_targets
-    calls: list[int] = []
+    gateways = [Gateway("cn-hangzhou", "w-race", f"lc-{n}") for n in range(20)]
+    engines = [create_engine(postgres_url) for _ in range(2)]
 
-    async def lose_first_race(*args: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise IntegrityError("INSERT INTO harvest_targets", {}, Exception("duplicate key"))
-        return await real(*args)
+    async def register(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await store.register_targets(conn, gateways, origin="discovered", seen_at=utc_now())
 
-    monkeypatch.setattr(scheduler, "discover_targets", lose_first_race)
-    engine = create_engine(sqlite_url)
     try:
-        async with ApiClient.open(settings.api, DEMO) as client:
-            found = await discovery_round(engine, client, settings.targets)
+        await asyncio.gather(*(register(e) for e in engines))
+        async with engines[0].connect() as conn:
+            assert len(await store.active_gateways(conn)) == 20
     finally:
-        await engine.dispose()
-    assert len(calls) == 2
-    assert len(found.gateways) == 5
+        for engine in engines:
+            await engine.dispose()
