@@ -14,19 +14,18 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.engine import make_url
 
 from harvester import __version__
-from harvester.db import migrate as migrations
-from harvester.db.engine import create_engine
 from harvester.errors import ConfigError, HarvesterError
-from harvester.harvest import RunSummary
 from harvester.settings import Settings, load_settings, resolve_config_path
-from harvester.simulator.cli import simulate
-from harvester.sync import SyncResult, run_sync
+
+if TYPE_CHECKING:
+    from harvester.harvest import RunSummary
+    from harvester.sync import SyncResult
 
 log = logging.getLogger("harvester")
 
@@ -144,7 +143,23 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; the simulator (aiohttp.web and its data model) loads on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "simulate"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "simulate":
+            from harvester.simulator.cli import simulate
+
+            return simulate
+        return super().get_command(ctx, cmd_name)
+
+
+# Each command imports what it runs, so `harvester sync` never loads Alembic, the
+# simulator, the daemon or the report renderer (start-up time and memory).
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harvester")
 def main() -> None:
     """Keep a complete, queryable history of EMR Serverless Spark Livy Gateway sessions."""
@@ -154,6 +169,9 @@ def main() -> None:
 @common_options
 def migrate(config: Path | None, log_level: str | None, log_format: str | None) -> None:
     """Bring the database to the latest schema."""
+    from harvester.db import migrate as migrations
+    from harvester.db.engine import create_engine
+
     settings = load(config, log_level, log_format)
 
     async def upgrade() -> str | None:
@@ -200,6 +218,8 @@ def sync(
     full: bool,
 ) -> None:
     """Harvest every target once, then exit (0 all succeeded, 1 a target failed)."""
+    from harvester.sync import run_sync
+
     settings = load(config, log_level, log_format)
     interactive = sys.stderr.isatty()
     if interactive:
@@ -271,9 +291,6 @@ def print_summary(result: SyncResult, interactive: bool) -> None:
             click.echo(f"note: {run.gateway.key}: skipped, another harvester runs it", err=True)
         elif run.status != "succeeded":
             click.echo(f"error: {run.gateway.key}: {run.error}", err=True)
-
-
-main.add_command(simulate)
 
 
 # --- status and report (issue 6): read-only commands over the usage views ----------------

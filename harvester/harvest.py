@@ -11,6 +11,7 @@ No scheduler, no environment: callers hand in the engine, the API client and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -188,11 +189,23 @@ class _Pass:
     async def full_pass(self, *, first_page: int) -> None:
         """Every page in order, then bounded re-reads of unproven boundaries, then gone marks."""
         page_num = first_page
-        while True:
-            step = await self.read(page_num)
-            if step is Step.DONE:
-                break
-            page_num += 1
+        # The next page is fetched while this one is stored: the API and the database
+        # work at the same time. Pages are still accounted and stored in order.
+        fetching = asyncio.ensure_future(self._fetch(page_num))
+        try:
+            while True:
+                page, step = await fetching
+                if step is not Step.DONE:
+                    fetching = asyncio.ensure_future(self._fetch(page_num + 1))
+                await self.store(page_num, page, step)
+                if step is Step.DONE:
+                    break
+                page_num += 1
+        finally:
+            if not fetching.done():
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, HarvesterError, OSError):
+                    await fetching
         await self.close_gaps()
         if self.ledger.read_head and self.ledger.reached_end:
             await self.mark_gone()
@@ -201,7 +214,7 @@ class _Pass:
         """The head until it is settled, then the pages of stored still-moving sessions."""
         page_num = 1
         while True:
-            records, counts, step = await self.read_records(page_num)
+            (records, counts), step = await self.read_records(page_num)
             if not self.ledger.ordered:
                 await self.fall_back_to_full(page_num, step)
                 return
@@ -308,14 +321,20 @@ class _Pass:
     # -- reading and storing one page ---------------------------------------------------
 
     async def read(self, page_num: int) -> Step:
-        return (await self.read_records(page_num))[2]
+        return (await self.read_records(page_num))[1]
 
     async def read_records(
         self, page_num: int
-    ) -> tuple[list[SessionRecord], store.PageCounts, Step]:
+    ) -> tuple[tuple[list[SessionRecord], store.PageCounts], Step]:
         """Fetch one page, store what this pass has not stored yet, account for it."""
-        summary, gateway = self.summary, self.gateway
         page, step = await self._fetch(page_num)
+        return await self.store(page_num, page, step), step
+
+    async def store(
+        self, page_num: int, page: SessionsPage, step: Step
+    ) -> tuple[list[SessionRecord], store.PageCounts]:
+        """Store what this pass has not stored yet of a fetched page; account for it."""
+        summary, gateway = self.summary, self.gateway
         self.listing_total = page.total_count
         normalized = normalize_page(page.sessions, gateway)
         fresh = [r for r in normalized.records if r.session_id not in self.ledger.seen]
@@ -357,7 +376,7 @@ class _Pass:
         summary.requests = self.tally.requests
         if self.on_page is not None:
             self.on_page(summary)
-        return normalized.records, counts, step
+        return normalized.records, counts
 
     async def _fetch(self, page_num: int) -> tuple[SessionsPage, Step]:
         """One page answer; a page that contradicts totalCount is read again a few times."""

@@ -62,7 +62,7 @@ async def check_schema(engine: AsyncEngine) -> None:
             f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: "
             f"{type(cause).__name__}"
         ) from None
-    head = migrate.head_revision()
+    head = migrate.HEAD_REVISION
     if current != head:
         raise ConfigError(
             f"the database schema is at revision {current or 'none'}, this harvester needs "

@@ -106,8 +106,11 @@ WITH incoming AS (
         {", ".join(f"{name} {pg_type}" for name, pg_type in _RECORD_FIELDS)})
 ),
 previous AS (
+    -- = ANY(array) keeps this an index lookup per id, whatever the table's statistics say
+    -- (a bulk first pass outruns ANALYZE, and a hash join would scan the whole table).
     SELECT s.session_id, s.state
-    FROM livy_sessions AS s JOIN incoming AS i ON i.session_id = s.session_id
+    FROM livy_sessions AS s
+    WHERE s.session_id = ANY(ARRAY(SELECT i.session_id FROM incoming AS i))
 ),
 written AS (
     INSERT INTO livy_sessions AS s ({_COLUMN_LIST}, first_seen_at, updated_at, gone_at)

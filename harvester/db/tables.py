@@ -93,7 +93,12 @@ livy_sessions = Table(
     Index(None, "state", "create_time"),
     Index(None, "queue", "create_time"),
     Index(None, "proxy_user", "create_time"),
-    Index(None, "gone_at"),
+    Index(
+        None,
+        "gone_at",
+        postgresql_where=text("gone_at IS NOT NULL"),
+        sqlite_where=text("gone_at IS NOT NULL"),
+    ),
 )
 
 session_state_changes = Table(

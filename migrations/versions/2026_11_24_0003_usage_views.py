@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
@@ -23,7 +24,6 @@ INDEXES: dict[str, tuple[str, list[str]]] = {
     "ix_livy_sessions_state_create_time": ("livy_sessions", ["state", "create_time"]),
     "ix_livy_sessions_queue_create_time": ("livy_sessions", ["queue", "create_time"]),
     "ix_livy_sessions_proxy_user_create_time": ("livy_sessions", ["proxy_user", "create_time"]),
-    "ix_livy_sessions_gone_at": ("livy_sessions", ["gone_at"]),
     "ix_harvest_runs_workspace_id_compute_id_status_started_at": (
         "harvest_runs",
         ["workspace_id", "compute_id", "status", "started_at"],
@@ -106,6 +106,15 @@ def _views(sql: dict[str, str]) -> dict[str, str]:
 def upgrade() -> None:
     for name, (table, columns) in INDEXES.items():
         op.create_index(name, table, columns)
+    # Partial: only forgotten sessions are indexed, so the harvest's inserts skip it.
+    forgotten = sa.text("gone_at IS NOT NULL")
+    op.create_index(
+        "ix_livy_sessions_gone_at",
+        "livy_sessions",
+        ["gone_at"],
+        postgresql_where=forgotten,
+        sqlite_where=forgotten,
+    )
     sql = _PG if op.get_bind().dialect.name == "postgresql" else _SQLITE
     for name, body in _views(sql).items():
         op.execute(f"CREATE VIEW {name} AS {body}")
@@ -114,5 +123,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name in reversed(list(_views(_SQLITE))):
         op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.drop_index("ix_livy_sessions_gone_at", table_name="livy_sessions")
     for name, (table, _columns) in reversed(list(INDEXES.items())):
         op.drop_index(name, table_name=table)

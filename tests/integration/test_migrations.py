@@ -16,6 +16,7 @@ from harvester.db.tables import livy_sessions, metadata
 def test_single_head() -> None:
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert len(script.get_heads()) == 1
+    assert script.get_current_head() == migrate.HEAD_REVISION, "update migrate.HEAD_REVISION"
 
 
 async def test_upgrade_matches_metadata_then_down_and_up(database_url: str) -> None:
