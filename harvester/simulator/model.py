@@ -338,6 +338,9 @@ class SimulatedService:
         self.new_sessions_per_minute = 0.0
         """Sessions started per simulated minute by `advance()`, spread over gateways."""
         self.faults = FaultConfig()
+        self.broken_gateways: set[str] = set()
+        """Gateway (compute) ids whose listing always answers HTTP 503: a target that
+        never recovers, for tests of bounded retries."""
         self.stats = Stats()
         self._now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self._rng = random.Random(seed)

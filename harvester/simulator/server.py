@@ -242,6 +242,8 @@ async def serve(
 async def _list_sessions(request: web.Request) -> web.StreamResponse:
     def produce(request: web.Request, fault: FaultKind | None, request_id: str) -> bytes:
         service = request.app[_service_key]
+        if request.match_info["compute_id"] in service.broken_gateways:
+            raise ServiceError(503, "ServiceUnavailable", "The livy compute is unavailable.")
         query = request.query
         page_num = parse_int(query, "pageNum", 1, 1)
         page_size = parse_int(query, "pageSize", 20, 1, 100)
