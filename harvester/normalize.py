@@ -1,9 +1,13 @@
 """Raw ListLivyComputeSessions records -> SessionRecord, with the cleaning rules (pure).
 
 DESIGN §4: NUL characters are removed from all text, `raw` included (PostgreSQL rejects
-them); numbers sent as text are parsed; a value that cannot be parsed becomes None and is
-counted; a record without a usable sessionId is skipped and counted. Nothing here raises
-on bad data: one odd record must never stop a harvest.
+them); lone UTF-16 surrogates (a `"\\ud800"` escape without its pair, which no UTF-8 text
+can hold) become U+FFFD, the Unicode replacement character, so the session is stored with
+a visible mark where the broken character was, not dropped (neither is counted as an
+invalid value: the rest of the text is kept); numbers sent as text are parsed; a value
+that cannot be parsed becomes None and is counted; a record without a usable sessionId
+is skipped and counted. Nothing here raises on bad data: one odd record must never stop
+a harvest.
 
 This runs for every record of every page, so a clean record with the documented types
 takes a straight path: one scan proves it clean, then each field is taken as is. The deep
@@ -13,6 +17,7 @@ copy and the coercions only run for the records and values that need them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from math import isfinite
 from typing import Any, Final
@@ -22,6 +27,9 @@ import orjson
 from harvester.records import ComputeId, Gateway, NormalizedPage, SessionId, SessionRecord
 
 _NUL: Final = "\x00"
+#: Any UTF-16 surrogate code point in a str is a lone one (parsers join the valid pairs).
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_REPLACEMENT: Final = "\ufffd"
 #: How `\x00` looks inside JSON text; its presence means a parsed value may hold a NUL.
 _JSON_NUL: Final = "\\u0000"
 _INT64_MIN: Final = -(2**63)
@@ -178,9 +186,10 @@ def _is_clean_dict(obj: dict[Any, Any], depth: int) -> bool:
     (a subclass, a tuple) simply takes the slow path through `_clean`.
     """
     try:
-        if _NUL in "".join(obj):  # all keys at once: one call instead of one per key
-            return False
+        keys = "".join(obj)  # all keys at once: one call instead of one per key
     except TypeError:  # a key that is not text
+        return False
+    if _NUL in keys or not _is_utf8(keys):
         return False
     return _is_clean_list(obj.values(), depth)
 
@@ -190,7 +199,7 @@ def _is_clean_list(items: Iterable[Any], depth: int) -> bool:
     for value in items:
         kind = type(value)
         if kind is str:
-            if _NUL in value:
+            if _NUL in value or not _is_utf8(value):
                 return False
         elif kind is int:
             if not _INT64_MIN <= value <= _UINT64_MAX:
@@ -221,7 +230,7 @@ def _clean(value: Any, *, storable: bool, depth: int = 1) -> Any:
     containers nested deeper than MAX_DEPTH (`depth` is the level of `value`).
     """
     if isinstance(value, str):
-        return str(value).replace(_NUL, "")
+        return _clean_text(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -237,7 +246,7 @@ def _clean(value: Any, *, storable: bool, depth: int = 1) -> Any:
         raise _TooDeepError
     if isinstance(value, dict):
         return {
-            (str(key).replace(_NUL, "") if isinstance(key, str) else _preview(key)): _clean(
+            (_clean_text(key) if isinstance(key, str) else _preview(key)): _clean(
                 item, storable=storable, depth=depth + 1
             )
             for key, item in value.items()
@@ -245,6 +254,17 @@ def _clean(value: Any, *, storable: bool, depth: int = 1) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(item, storable=storable, depth=depth + 1) for item in value]
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    """True unless `text` holds a lone surrogate; ASCII (nearly all text) is O(1)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _clean_text(text: str) -> str:
+    """Text PostgreSQL and orjson accept: no NUL, lone surrogates replaced by U+FFFD."""
+    text = str(text).replace(_NUL, "")
+    return text if _is_utf8(text) else _SURROGATE.sub(_REPLACEMENT, text)
 
 
 class _TooDeepError(Exception):
@@ -345,13 +365,18 @@ def _spark_conf(
     if type(value) is str:
         if not value.strip():  # an empty conf: nothing to parse, nothing wrong
             return None, value
+        lenient = False
         try:
             parsed = orjson.loads(value)  # strict: rejects NaN, Infinity, lone surrogates
         except orjson.JSONDecodeError:
-            _invalid(problems, "sparkConf", value, "is not valid JSON")
-            return None, value
+            try:  # the stdlib reads lone surrogates; cleaning below makes them storable
+                parsed = json.loads(value, parse_constant=_refuse_constant)
+                lenient = True
+            except (ValueError, RecursionError):
+                _invalid(problems, "sparkConf", value, "is not valid JSON")
+                return None, value
         if type(parsed) is dict:
-            if _may_need_cleaning(value):
+            if lenient or _may_need_cleaning(value):
                 try:
                     parsed = _clean(parsed, storable=True)
                 except (_TooDeepError, RecursionError):
@@ -366,6 +391,11 @@ def _spark_conf(
         return stored_value, _compact_json(stored_value)
     _invalid(problems, "sparkConf", value, "is not an object")
     return None, _compact_json(stored_value)
+
+
+def _refuse_constant(name: str) -> object:
+    """NaN and Infinity are not JSON: refuse them as orjson does."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _may_need_cleaning(conf_text: str) -> bool:

@@ -5,6 +5,7 @@ timeouts, bounded retries with backoff and jitter, and a process-wide rate limit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import uuid
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -31,7 +32,7 @@ from yarl import URL
 from harvester import __version__
 from harvester.api.credentials import CredentialsProvider
 from harvester.api.signing import canonical_query, sign_headers
-from harvester.errors import ApiInvalidResponse, ApiRejected, ApiUnavailable
+from harvester.errors import ApiError, ApiInvalidResponse, ApiRejected, ApiUnavailable
 from harvester.records import Gateway
 from harvester.settings import ApiSettings
 
@@ -53,6 +54,16 @@ CLOCK_CODES: Final = ("InvalidTimeStamp",)
 #: our request (aiohttp silently retries a GET once after a dropped connection): retry
 NONCE_REUSED: Final = "SignatureNonceUsed"
 MAX_RETRY_AFTER_S: Final = 300.0
+T = TypeVar("T")
+#: turns an HTTP 200 body into a result, raising ApiUnavailable (retry) or ApiRejected (final)
+Decoder = Callable[[bytes, Mapping[str, str], str], T]
+#: a totalCount above this is not a count the service could mean; paging to it would never end
+MAX_TOTAL_COUNT: Final = 100_000_000
+#: error codes inside an HTTP 200 that say the service hiccuped: retry like a 5xx
+TRANSIENT_CODES: Final = ("InternalError", "ServiceUnavailable", "ServiceBusy", "Throttling")
+#: what ListLivyCompute says in `code` on success; 10005xx are its internal errors
+GATEWAYS_OK_CODE: Final = "1000000"
+GATEWAYS_TRANSIENT_CODE_PREFIX: Final = "10005"
 
 
 def endpoint_for(region_id: str, *, vpc: bool = False) -> str:
@@ -105,8 +116,8 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
 def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     """(code, message, request id) from an error body in either key case, if it is JSON."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        data = parse_json(body)
+    except ValueError:
         return None, None, None
     if not isinstance(data, dict):
         return None, None, None
@@ -155,6 +166,119 @@ def classify_error(
     else:
         text = f"{target}: request rejected ({detail})"
     return ApiRejected(text, status=status, code=code, request_id=request_id)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a body: orjson first (fast), stdlib json when orjson refuses (pure).
+
+    orjson rejects text the service does send now and then, like a lone UTF-16 surrogate
+    escape (`"\\ud800"`) or NaN; the stdlib reads those and normalization cleans the values,
+    so one odd character never costs a whole page. Raises ValueError for non-JSON bodies.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"not valid JSON ({type(exc).__name__})") from None
+
+
+def decode_body(body: bytes, headers: Mapping[str, str], *, target: str) -> dict[str, Any]:
+    """The JSON object of an HTTP 200 answer, or the error that says what is wrong (pure).
+
+    A body that is not JSON is a transport accident (cut or garbled): ApiUnavailable, retried.
+    JSON that is not an object: ApiInvalidResponse. An error `Code` inside the 200: judged
+    as a 4xx would be, except codes that mean a transient failure, which are retried.
+    """
+    try:
+        data = parse_json(body)
+    except ValueError:
+        raise ApiUnavailable(f"{target}: the answer was not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiInvalidResponse(
+            f"{target}: the answer was JSON but not an object ({type(data).__name__})"
+        )
+    code = data.get("Code")
+    if code not in (None, ""):
+        code_text = str(code)
+        status = 503 if code_text.startswith(TRANSIENT_CODES) else 400
+        raise classify_error(status, headers, orjson.dumps(_error_view(data)), target=target)
+    return data
+
+
+def _error_view(data: Mapping[str, Any]) -> dict[str, str]:
+    """Only the error fields of a body, as text, so classify_error can read them."""
+    return {k: str(data[k])[:500] for k in ("Code", "Message", "RequestId") if k in data}
+
+
+def parse_total_count(value: object, *, target: str) -> int:
+    """totalCount as a non-negative int; digits in text and integral floats pass (pure)."""
+    total: object = value
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        total = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        total = int(value)
+    if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= MAX_TOTAL_COUNT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ApiInvalidResponse(f"{target}: 'totalCount' in the answer is not a count: {shown}")
+    return total
+
+
+def decode_sessions_page(
+    body: bytes, headers: Mapping[str, str], *, page_size: int, target: str
+) -> SessionsPage:
+    """A ListLivyComputeSessions answer, shape-checked (pure: no network, property-tested).
+
+    Raises ApiUnavailable (retry) or ApiInvalidResponse; records are not inspected here:
+    normalization skips and counts the ones that are not sessions.
+    """
+    data = decode_body(body, headers, target=target)
+    sessions = data.get("sessions")
+    if sessions is None:
+        sessions = []
+    if not isinstance(sessions, list):
+        raise ApiInvalidResponse(
+            f"{target}: 'sessions' in the answer is not a list ({type(sessions).__name__})"
+        )
+    if len(sessions) > page_size:
+        # We cannot know which pages the surplus belongs to, so completeness is unprovable.
+        raise ApiInvalidResponse(
+            f"{target}: the page holds {len(sessions)} sessions, more than the pageSize "
+            f"{page_size} asked for"
+        )
+    total = parse_total_count(data.get("totalCount"), target=target)
+    request_id = data.get("requestId")
+    return SessionsPage(
+        sessions=sessions,
+        total_count=total,
+        request_id=str(request_id)[:200] if request_id is not None else None,
+    )
+
+
+def decode_gateways(
+    body: bytes, headers: Mapping[str, str], *, target: str
+) -> list[dict[str, Any]]:
+    """A ListLivyCompute answer: its `code` must say success; 10005xx codes are retried."""
+    data = decode_body(body, headers, target=target)
+    code = str(data.get("code", ""))
+    if code != GATEWAYS_OK_CODE:
+        # This operation reports failure inside an HTTP 200.
+        message = str(data.get("message") or "")[:500]
+        text = f"{target}: the service answered code {code or 'missing'}: {message}"
+        if code.startswith(GATEWAYS_TRANSIENT_CODE_PREFIX):
+            raise ApiUnavailable(text)
+        raise ApiRejected(
+            text, code=code or None, request_id=str(data.get("requestId") or "")[:200] or None
+        )
+    payload = data.get("data") or {}
+    gateways = payload.get("livyComputes") if isinstance(payload, dict) else None
+    if gateways is None:
+        return []
+    if not isinstance(gateways, list):
+        raise ApiInvalidResponse(f"{target}: 'livyComputes' in the answer is not a list")
+    return [item for item in gateways if isinstance(item, dict)]
 
 
 def _wait_s(backoff: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
@@ -221,7 +345,8 @@ class ApiClient:
         query: Mapping[str, str],
         target: str,
         tally: RequestTally | None,
-    ) -> Any:
+        decode: Decoder[T],
+    ) -> T:
         base = urlsplit(self._base_url(region_id))
         full_path = base.path.rstrip("/") + path
         credentials = await self._credentials.get()
@@ -269,23 +394,17 @@ class ApiClient:
                 self._observe(action, str(status))
             raise error
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            # A cut or garbled body is a transport accident: the next attempt may be whole.
+            result = decode(body, response_headers, target)
+        except ApiUnavailable as exc:
+            self._observe(action, "throttled" if exc.throttled else "bad_body")
+            if exc.throttled:
+                self.stats.throttled += 1
+            raise
+        except ApiError:
             self._observe(action, "bad_body")
-            raise ApiUnavailable(f"{target}: the answer was not valid JSON") from None
-        if not isinstance(data, dict):
-            self._observe(action, "bad_body")
-            raise ApiInvalidResponse(f"{target}: the answer was JSON but not an object")
-        code = data.get("Code")
-        if isinstance(code, str) and code:
-            # An error carried inside an HTTP 200: judge it as if it came with a 4xx.
-            self._observe(action, "error_in_200")
-            raise classify_error(
-                429 if code.startswith("Throttling") else 400, response_headers, body, target=target
-            )
+            raise
         self._observe(action, "200")
-        return data
+        return result
 
     def _observe(self, operation: str, outcome: str) -> None:
         self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
@@ -302,7 +421,24 @@ class ApiClient:
         target: str,
         tally: RequestTally | None = None,
     ) -> dict[str, Any]:
-        """One operation with retries; returns the decoded body."""
+        """One operation with retries; returns the decoded body (a JSON object)."""
+        return await self.call_decoded(
+            action, region_id, path, query, _decode_object, target=target, tally=tally
+        )
+
+    async def call_decoded(
+        self,
+        action: str,
+        region_id: str,
+        path: str,
+        query: Mapping[str, str],
+        decode: Decoder[T],
+        *,
+        target: str,
+        tally: RequestTally | None = None,
+    ) -> T:
+        """One operation with retries; `decode` runs inside each attempt, so a garbled
+        answer that decoding refuses as transient (ApiUnavailable) is asked for again."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ApiUnavailable),
             stop=stop_after_attempt(self._settings.max_attempts)
@@ -313,10 +449,7 @@ class ApiClient:
         )
         async for attempt in retrying:
             with attempt:
-                data: dict[str, Any] = await self._attempt(
-                    action, region_id, path, query, target, tally
-                )
-                return data
+                return await self._attempt(action, region_id, path, query, target, tally, decode)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _before_sleep(self, state: RetryCallState) -> None:
@@ -339,25 +472,14 @@ class ApiClient:
             "regionId": gateway.region_id,
         }
         target = f"gateway {gateway.key} ({gateway.region_id})"
-        data = await self.call(
-            "ListLivyComputeSessions", gateway.region_id, path, query, target=target, tally=tally
-        )
-        sessions = data.get("sessions")
-        if sessions is None:
-            sessions = []
-        if not isinstance(sessions, list):
-            raise ApiInvalidResponse(f"{target}: 'sessions' in the answer is not a list")
-        total = data.get("totalCount")
-        if isinstance(total, str) and total.strip().isdigit():
-            total = int(total)
-        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-            raise ApiInvalidResponse(f"{target}: 'totalCount' in the answer is not a count")
-        request_id = data.get("requestId")
-        return SessionsPage(
-            sessions=sessions,
-            total_count=total,
-            request_id=str(request_id) if request_id is not None else None,
-        )
+
+        def decode(body: bytes, headers: Mapping[str, str], target: str) -> SessionsPage:
+            return decode_sessions_page(body, headers, page_size=page_size, target=target)
+
+        return await self.call_decoded(
+            "ListLivyComputeSessions", gateway.region_id, path, query, decode,
+            target=target, tally=tally,
+        )  # fmt: skip
 
     async def list_workspaces(self, region_id: str, page_size: int = 100) -> list[dict[str, Any]]:
         """Every workspace of a region (token pagination)."""
@@ -387,22 +509,15 @@ class ApiClient:
         """Every Livy Gateway of a workspace; the body's `code` must say success."""
         target = f"gateways of workspace {workspace_id} ({region_id})"
         path = f"/api/interactive/v1/workspace/{quote(workspace_id, safe='')}/livycompute"
-        data = await self.call(
-            "ListLivyCompute", region_id, path, {"regionId": region_id}, target=target
-        )
-        code = str(data.get("code", ""))
-        if code != "1000000":
-            # This operation reports failure inside an HTTP 200.
-            message = str(data.get("message") or "")[:500]
-            raise ApiRejected(
-                f"{target}: the service answered code {code or 'missing'}: {message}",
-                code=code or None,
-                request_id=str(data.get("requestId") or "") or None,
-            )
-        payload = data.get("data") or {}
-        gateways = payload.get("livyComputes") if isinstance(payload, dict) else None
-        if gateways is None:
-            return []
-        if not isinstance(gateways, list):
-            raise ApiInvalidResponse(f"{target}: 'livyComputes' in the answer is not a list")
-        return [item for item in gateways if isinstance(item, dict)]
+        return await self.call_decoded(
+            "ListLivyCompute", region_id, path, {"regionId": region_id}, _decode_gateways,
+            target=target,
+        )  # fmt: skip
+
+
+def _decode_object(body: bytes, headers: Mapping[str, str], target: str) -> dict[str, Any]:
+    return decode_body(body, headers, target=target)
+
+
+def _decode_gateways(body: bytes, headers: Mapping[str, str], target: str) -> list[dict[str, Any]]:
+    return decode_gateways(body, headers, target=target)

@@ -53,6 +53,7 @@ FaultKind = Literal[
     "malformed_json",
     "empty_page",
     "error_code_200",
+    "error_body_200",
 ]
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
 # Faults that only make sense for one operation; elsewhere they are never drawn, and a
@@ -60,6 +61,8 @@ FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
 _FAULT_ONLY_FOR: Final[dict[str, Action]] = {
     "empty_page": "ListLivyComputeSessions",
     "error_code_200": "ListLivyCompute",
+    # ListLivyCompute reports errors in its own `code` field (error_code_200 above).
+    "error_body_200": "ListLivyComputeSessions",
 }
 
 Quirk = Literal[
@@ -84,6 +87,8 @@ _ERROR_INFOS: Final = (
     "Driver exited with code 1",
 )
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: for text UTF-8 cannot carry (a lone surrogate set by a test): escapes it as the service would
+_ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 _TERMINATING_MS: Final = 20_000
 _MINUTE_MS: Final = 60_000
 _DAY_MS: Final = 86_400_000
@@ -333,6 +338,9 @@ class SimulatedService:
         self.new_sessions_per_minute = 0.0
         """Sessions started per simulated minute by `advance()`, spread over gateways."""
         self.faults = FaultConfig()
+        self.broken_gateways: set[str] = set()
+        """Gateway (compute) ids whose listing always answers HTTP 503: a target that
+        never recovers, for tests of bounded retries."""
         self.stats = Stats()
         self._now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self._rng = random.Random(seed)
@@ -893,7 +901,10 @@ class SimulatedService:
                 record.pop(key, None)
             else:
                 record[key] = value
-        return _ENCODER.encode(record).encode()
+        try:
+            return _ENCODER.encode(record).encode()
+        except UnicodeEncodeError:
+            return _ASCII_ENCODER.encode(record).encode()
 
     def _workspace_record(self, workspace: Workspace) -> dict[str, object]:
         return {

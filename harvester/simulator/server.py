@@ -242,6 +242,8 @@ async def serve(
 async def _list_sessions(request: web.Request) -> web.StreamResponse:
     def produce(request: web.Request, fault: FaultKind | None, request_id: str) -> bytes:
         service = request.app[_service_key]
+        if request.match_info["compute_id"] in service.broken_gateways:
+            raise ServiceError(503, "ServiceUnavailable", "The livy compute is unavailable.")
         query = request.query
         page_num = parse_int(query, "pageNum", 1, 1)
         page_size = parse_int(query, "pageSize", 20, 1, 100)
@@ -319,7 +321,16 @@ async def _answer(request: web.Request, action: Action, produce: Produce) -> web
         body = produce(request, fault, request_id)
     except ServiceError as error:
         return _error(request, service, request_id, error)
-    if fault == "truncated_json":
+    if fault == "error_body_200":
+        # Some gateways in front of the service wrap an error in an HTTP 200.
+        body = _dumps(
+            {
+                "RequestId": request_id,
+                "Code": "ServiceUnavailable",
+                "Message": "The request has failed due to a temporary failure of the server.",
+            }
+        )
+    elif fault == "truncated_json":
         body = body[: max(1, len(body) // 2)]
     elif fault == "malformed_json":
         body = _NOT_JSON

@@ -515,6 +515,15 @@ async def test_error_code_in_http_200(api: Api, service: SimulatedService) -> No
     assert (await api.computes()).json()["code"] == "1000000"
 
 
+async def test_error_body_in_http_200(api: Api, service: SimulatedService) -> None:
+    service.faults.force("error_body_200")
+    answer = await api.sessions()
+    assert answer.status == 200
+    assert answer.json()["Code"] == "ServiceUnavailable"
+    assert "sessions" not in answer.json()
+    assert len((await api.sessions()).json()["sessions"]) == 100
+
+
 async def test_fault_rates_are_deterministic_with_the_seed() -> None:
     async def statuses() -> list[int]:
         service = make_service()
