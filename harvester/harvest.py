@@ -77,10 +77,15 @@ class RunSummary:
 PageCallback = Callable[[RunSummary], None]
 
 
-def _db_error(exc: SQLAlchemyError) -> StoreError:
+def _db_error(exc: SQLAlchemyError | OSError) -> StoreError:
     # SQLAlchemy messages can include statement parameters (whole pages); keep the gist.
     original = getattr(exc, "orig", None) or exc
     return StoreError(f"database error: {type(original).__name__}: {str(original)[:300]}")
+
+
+def _as_error(exc: HarvesterError | SQLAlchemyError | OSError) -> HarvesterError:
+    """What a run failed of, as one of ours (API errors arrive wrapped already)."""
+    return exc if isinstance(exc, HarvesterError) else _db_error(exc)
 
 
 async def harvest_gateway(
@@ -111,7 +116,7 @@ async def harvest_gateway(
             await run.run(force_full=force_full, full_interval_s=full_interval_s)
     except (SQLAlchemyError, OSError) as exc:
         summary.status = "failed"
-        summary.error = _db_error(exc).message if isinstance(exc, SQLAlchemyError) else repr(exc)
+        summary.error = _as_error(exc).message
         log.error("run failed: %s", summary.error, extra=extra)
     return summary
 
@@ -172,9 +177,9 @@ class _Pass:
             summary.error = "interrupted by shutdown"
             raise
         except (HarvesterError, SQLAlchemyError, OSError) as exc:
-            error = _db_error(exc) if isinstance(exc, SQLAlchemyError) else exc
+            error = _as_error(exc)
             summary.status = "failed"
-            summary.error = error.message if isinstance(error, HarvesterError) else repr(error)
+            summary.error = error.message
             level = logging.WARNING if isinstance(error, ApiError) else logging.ERROR
             log.log(level, "run failed: %s", summary.error, extra=self.extra)
         finally:
@@ -440,6 +445,6 @@ class _Pass:
             log.error(
                 "could not record the end of run %s: %s",
                 summary.run_id,
-                _db_error(exc).message if isinstance(exc, SQLAlchemyError) else exc,
+                _db_error(exc).message,
                 extra=self.extra,
             )

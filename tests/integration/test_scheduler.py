@@ -90,7 +90,8 @@ async def test_vanished_gateways_are_deactivated_but_never_on_a_discovery_error(
         workspace = service._workspaces[doomed.workspace_id]
         removed = workspace.gateways.pop(doomed.compute_id)
 
-        service.faults.force("error_code_200")  # one ListLivyCompute fails: target errors
+        # ListLivyCompute fails on both attempts (max_attempts=2): the target errors
+        service.faults.force("error_code_200", 2)
         failed = await discovery_round(engine, client, settings.targets, [doomed])
         assert failed.errors
         assert failed.vanished == []
