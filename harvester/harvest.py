@@ -144,8 +144,9 @@ class _Pass:
         self.recorded_requests = 0
         self.ledger = PassLedger()
         self.listing_total = 0
-        #: newest-first createTimes of each page as last read in this pass
-        self.page_times: dict[int, list[int]] = {}
+        #: (newest, oldest) createTime of each page as last read in this pass
+        self.page_times: dict[int, tuple[int, ...]] = {}
+        self.started_at = utc_now()
 
     async def run(self, *, force_full: bool, full_interval_s: float) -> None:
         summary, gateway = self.summary, self.gateway
@@ -263,7 +264,7 @@ class _Pass:
             times = self.page_times.get(page_num)
             if times is None:
                 await self.read(page_num)
-                times = self.page_times.get(page_num, [])
+                times = self.page_times.get(page_num, ())
             if session.session_id in self.ledger.seen:
                 return
             direction = locate(created_ms, times)
@@ -309,7 +310,10 @@ class _Pass:
     async def mark_gone(self) -> None:
         """Mark stored sessions that the pass proves the service no longer lists."""
         async with self.engine.begin() as conn:
-            stored = await store.listed_sessions(conn, self.gateway)
+            # Sessions first stored by this run were seen by it: only older ones can be gone.
+            stored = await store.listed_sessions(
+                conn, self.gateway, first_seen_before=self.started_at
+            )
             gone = [
                 session_id
                 for session_id, created in stored
@@ -344,9 +348,8 @@ class _Pass:
         normalized = normalize_page(page.sessions, gateway)
         fresh = [r for r in normalized.records if r.session_id not in self.ledger.seen]
         self.ledger.observe(page_num, page.total_count, normalized.records, last=step is Step.DONE)
-        self.page_times[page_num] = [
-            r.create_time_ms for r in normalized.records if r.create_time_ms is not None
-        ]
+        times = [r.create_time_ms for r in normalized.records if r.create_time_ms is not None]
+        self.page_times[page_num] = (times[0], times[-1]) if times else ()
         for problem in normalized.problems:
             log.warning("page %d: %s", page_num, problem, extra=self.extra)
         checkpoint = {

@@ -499,12 +499,14 @@ async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSes
 
 
 async def listed_sessions(
-    conn: AsyncConnection, gateway: Gateway
+    conn: AsyncConnection, gateway: Gateway, *, first_seen_before: datetime
 ) -> list[tuple[str, datetime | None]]:
-    """(session id, create time) of every stored session not yet marked gone."""
+    """(session id, create time) of stored sessions not marked gone, first seen before a time."""
     rows = await conn.execute(
         select(livy_sessions.c.session_id, livy_sessions.c.create_time).where(
-            _of_gateway(gateway), livy_sessions.c.gone_at.is_(None)
+            _of_gateway(gateway),
+            livy_sessions.c.gone_at.is_(None),
+            livy_sessions.c.first_seen_at < first_seen_before,
         )
     )
     return [(row.session_id, row.create_time) for row in rows]
