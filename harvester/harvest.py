@@ -26,7 +26,7 @@ from harvester.db import locks, store
 from harvester.errors import ApiError, ApiUnavailable, HarvesterError, StoreError
 from harvester.normalize import normalize_page
 from harvester.paging import PageView, Step, next_step
-from harvester.passes import PassLedger, choose_mode, head_is_settled, locate
+from harvester.passes import PageKind, PassLedger, choose_mode, head_is_settled, locate
 from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,8 @@ class _Pass:
         try:
             while True:
                 page, step = await fetching
+                if page_num == 1 and step is not Step.DONE:
+                    await self.read_tail_early(page.total_count)
                 if step is not Step.DONE:
                     fetching = asyncio.ensure_future(self._fetch(page_num + 1))
                 await self.store(page_num, page, step)
@@ -215,6 +217,25 @@ class _Pass:
         await self.close_gaps()
         if self.ledger.read_head and self.ledger.reached_end:
             await self.mark_gone()
+
+    async def read_tail_early(self, total_count: int) -> None:
+        """Read the tail right after the head: the oldest sessions are the next the service
+        forgets, and the sweep reaches them last.
+
+        A short last page is read, then the page before it, then the last one again:
+        sessions added at the head meanwhile push the tail back into the page read last.
+        """
+        last_page = -(-total_count // self.page_size)
+        if last_page <= 2:
+            return
+        pages = [last_page]
+        if total_count % self.page_size and last_page - 1 > 2:
+            pages += [last_page - 1, last_page]
+        for page_num in pages:
+            page = await self.client.list_sessions(
+                self.gateway, page_num, self.page_size, self.tally
+            )
+            await self.store(page_num, page, Step.NEXT, kind="jump")
 
     async def incremental_pass(self) -> None:
         """The head until it is settled, then the pages of stored still-moving sessions."""
@@ -263,7 +284,7 @@ class _Pass:
         for _ in range(MAX_PAGES_PER_OPEN_SESSION):
             times = self.page_times.get(page_num)
             if times is None:
-                await self.read(page_num)
+                await self.read(page_num, kind="jump")
                 times = self.page_times.get(page_num, ())
             if session.session_id in self.ledger.seen:
                 return
@@ -287,7 +308,7 @@ class _Pass:
             low_ms, high_ms = self.ledger.gaps[0]
             page_num = self._page_before(high_ms)
             for number in (page_num, page_num + 1):
-                await self.read(number)
+                await self.read(number, kind="reread")
                 self.summary.rereads += 1
                 attempts += 1
             if self.ledger.gaps and self.ledger.gaps[0] == (low_ms, high_ms):
@@ -329,25 +350,27 @@ class _Pass:
 
     # -- reading and storing one page ---------------------------------------------------
 
-    async def read(self, page_num: int) -> Step:
-        return (await self.read_records(page_num))[1]
+    async def read(self, page_num: int, *, kind: PageKind = "sweep") -> Step:
+        return (await self.read_records(page_num, kind=kind))[1]
 
     async def read_records(
-        self, page_num: int
+        self, page_num: int, *, kind: PageKind = "sweep"
     ) -> tuple[tuple[list[SessionRecord], store.PageCounts], Step]:
         """Fetch one page, store what this pass has not stored yet, account for it."""
         page, step = await self._fetch(page_num)
-        return await self.store(page_num, page, step), step
+        return await self.store(page_num, page, step, kind=kind), step
 
     async def store(
-        self, page_num: int, page: SessionsPage, step: Step
+        self, page_num: int, page: SessionsPage, step: Step, *, kind: PageKind = "sweep"
     ) -> tuple[list[SessionRecord], store.PageCounts]:
         """Store what this pass has not stored yet of a fetched page; account for it."""
         summary, gateway = self.summary, self.gateway
         self.listing_total = page.total_count
         normalized = normalize_page(page.sessions, gateway)
         fresh = [r for r in normalized.records if r.session_id not in self.ledger.seen]
-        self.ledger.observe(page_num, page.total_count, normalized.records, last=step is Step.DONE)
+        self.ledger.observe(
+            page_num, page.total_count, normalized.records, last=step is Step.DONE, kind=kind
+        )
         times = [r.create_time_ms for r in normalized.records if r.create_time_ms is not None]
         self.page_times[page_num] = (times[0], times[-1]) if times else ()
         for problem in normalized.problems:

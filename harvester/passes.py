@@ -23,6 +23,7 @@ from harvester.records import TERMINAL_STATES, RunMode, SessionRecord
 
 #: a closed createTime range (epoch ms) in which a listed session may have been missed
 Gap = tuple[int, int]
+PageKind = Literal["sweep", "reread", "jump"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,54 +43,62 @@ class PageFacts:
 class PassLedger:
     """Ids seen, drift observed and the proven coverage of one pass."""
 
+    #: every id read by the pass
     seen: set[str] = field(default_factory=set)
+    #: ids read by the sweep (the pages in order); repeats among them are drift
+    swept: set[str] = field(default_factory=set)
     ordered: bool = True
     total_count_changes: int = 0
     repeated_ids: int = 0
-    suspect_boundaries: int = 0
     read_head: bool = False
     reached_end: bool = False
-    #: sessions with a createTime older than this were beyond the pages read
-    oldest_ms: int | None = None
     gaps: list[Gap] = field(default_factory=list)
     _last_total: int | None = None
-    _first_total: int | None = None
-    #: the page read last: number, ids, oldest and newest createTime
-    _previous: tuple[int, frozenset[str], int | None, int | None] | None = None
+    #: the sweep's page read last: number, ids, totalCount, oldest and newest createTime
+    _previous: tuple[int, frozenset[str], int, int | None, int | None] | None = None
 
     def observe(
-        self, page_num: int, total_count: int, records: Sequence[SessionRecord], *, last: bool
+        self,
+        page_num: int,
+        total_count: int,
+        records: Sequence[SessionRecord],
+        *,
+        last: bool,
+        kind: PageKind = "sweep",
     ) -> PageFacts:
-        """Account for one page answer, read right after the page before it or not."""
+        """Account for one page answer.
+
+        `sweep` pages are read in order: their boundaries are checked and their repeats
+        are drift. A `reread` is checked the same way but repeats are expected. A `jump`
+        (a page read out of order) proves only what lies inside it.
+        """
         ids = [r.session_id for r in records]
         times = [r.create_time_ms for r in records if r.create_time_ms is not None]
         new_ids = sum(1 for i in ids if i not in self.seen)
-        repeats = len(ids) - new_ids
+        repeats = sum(1 for i in ids if i in self.swept) if kind == "sweep" else 0
         in_order = all(a >= b for a, b in itertools.pairwise(times))
-        previous = self._previous
+        previous = self._previous if kind != "jump" else None
         follows = previous is not None and previous[0] == page_num - 1
-        if follows and previous is not None and previous[2] is not None:
+        if follows and previous is not None and previous[3] is not None:
+            oldest_before = previous[3]
             fresh_times = [
                 r.create_time_ms
                 for r in records
                 if r.create_time_ms is not None and r.session_id not in previous[1]
             ]
-            in_order = in_order and all(t <= previous[2] for t in fresh_times)
+            in_order = in_order and all(t <= oldest_before for t in fresh_times)
         if not in_order:
             self.ordered = False
-        if self._first_total is None:
-            self._first_total = total_count
         if self._last_total is not None and total_count != self._last_total:
             self.total_count_changes += 1
+        self._last_total = total_count
         contiguous = True
         if follows and previous is not None:
             overlap = bool(previous[1].intersection(ids))
-            shrank = self._last_total is not None and total_count < self._last_total
-            contiguous = overlap or not shrank
+            contiguous = overlap or total_count >= previous[2]
             if not contiguous:
-                self.suspect_boundaries += 1
-                if times and previous[2] is not None:
-                    self.gaps.append((min(times[0], previous[2]), max(times[0], previous[2])))
+                if times and previous[3] is not None:
+                    self.gaps.append((min(times[0], previous[3]), max(times[0], previous[3])))
                 else:
                     self.gaps.append((-(2**62), 2**62))
         if times:
@@ -97,15 +106,19 @@ class PassLedger:
             # its newest and oldest session can be missing; across a proven boundary
             # that holds from the previous page's newest.
             newest = times[0]
-            if follows and contiguous and previous is not None and previous[3] is not None:
-                newest = max(newest, previous[3])
+            if follows and contiguous and previous is not None and previous[4] is not None:
+                newest = max(newest, previous[4])
             self._close_gaps(times[-1], newest)
-        self.repeated_ids += repeats
         self.seen.update(ids)
-        self._last_total = total_count
+        if kind == "jump":
+            return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
+        if kind == "sweep":
+            self.repeated_ids += repeats
+            self.swept.update(ids)
         self._previous = (
             page_num,
             frozenset(ids),
+            total_count,
             times[-1] if times else None,
             times[0] if times else None,
         )
@@ -113,15 +126,7 @@ class PassLedger:
             self.read_head = True
         if last and (follows or page_num == 1):
             self.reached_end = True
-        if last and times and (self.oldest_ms is None or times[-1] < self.oldest_ms):
-            self.oldest_ms = times[-1]
         return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
-
-    def note_oldest(self, records: Sequence[SessionRecord]) -> None:
-        """Remember how deep the pass has read (for coverage of a partial pass)."""
-        times = [r.create_time_ms for r in records if r.create_time_ms is not None]
-        if times and (self.oldest_ms is None or min(times) < self.oldest_ms):
-            self.oldest_ms = min(times)
 
     def _close_gaps(self, low_ms: int, high_ms: int) -> None:
         remaining: list[Gap] = []
