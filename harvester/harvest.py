@@ -332,12 +332,10 @@ class _Pass:
         """Mark stored sessions that the pass proves the service no longer lists."""
         async with self.engine.begin() as conn:
             # Sessions first stored by this run were seen by it: only older ones can be gone.
-            stored = await store.listed_sessions(
-                conn, self.gateway, first_seen_before=self.started_at
-            )
+            stored = store.listed_sessions(conn, self.gateway, first_seen_before=self.started_at)
             gone = [
                 session_id
-                for session_id, created in stored
+                async for session_id, created in stored
                 if session_id not in self.ledger.seen
                 and self.ledger.proves_absent(
                     None if created is None else int(created.timestamp() * 1000)

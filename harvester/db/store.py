@@ -11,7 +11,7 @@ statements inside the caller's transaction. Both skip unchanged rows inside the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -500,16 +500,20 @@ async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSes
 
 async def listed_sessions(
     conn: AsyncConnection, gateway: Gateway, *, first_seen_before: datetime
-) -> list[tuple[str, datetime | None]]:
-    """(session id, create time) of stored sessions not marked gone, first seen before a time."""
-    rows = await conn.execute(
+) -> AsyncIterator[tuple[str, datetime | None]]:
+    """(session id, create time) of stored sessions not marked gone, first seen before a time.
+
+    Streamed: a gateway may hold more sessions than are worth holding in memory at once.
+    """
+    result = await conn.stream(
         select(livy_sessions.c.session_id, livy_sessions.c.create_time).where(
             _of_gateway(gateway),
             livy_sessions.c.gone_at.is_(None),
             livy_sessions.c.first_seen_at < first_seen_before,
         )
     )
-    return [(row.session_id, row.create_time) for row in rows]
+    async for row in result:
+        yield row.session_id, row.create_time
 
 
 async def mark_gone(conn: AsyncConnection, session_ids: Sequence[str], *, now: datetime) -> int:
