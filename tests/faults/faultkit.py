@@ -12,24 +12,22 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from simkit import REGION, listed
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from harvester.api.credentials import StaticCredentials
-from harvester.api.signing import Credentials
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions, session_state_changes
 from harvester.settings import Settings, load_settings
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService
+from harvester.simulator import SimulatedService
 
-REGION = "cn-hangzhou"
-DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
 #: every fault the issue lists, as the simulator names them
 API_FAULTS = (
     "http_500", "http_502_html", "http_503", "throttle_400", "throttle_429", "slow",
     "disconnect", "disconnect_mid_body", "truncated_json", "malformed_json", "empty_page",
     "error_code_200", "error_body_200",
 )  # fmt: skip
+
 FAST_ENV = {
     "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
     "HARVESTER_API__READ_TIMEOUT": "0.5",
@@ -62,16 +60,6 @@ def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
             **env,
         },
     )
-
-
-def listed(service: SimulatedService) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """Every session the API lists: id -> (workspace, gateway, record as sent)."""
-    return {
-        session_id: (workspace_id, compute_id, service.record(session_id))
-        for workspace_id in service.workspace_ids(REGION)
-        for compute_id in service.gateway_ids(workspace_id)
-        for session_id in service.session_ids(workspace_id, compute_id)
-    }
 
 
 def _time(value: Any) -> datetime | None:

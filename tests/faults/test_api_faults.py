@@ -12,7 +12,6 @@ import time
 
 from faultkit import (
     API_FAULTS,
-    DEMO,
     FAST_ENV,
     REGION,
     assert_ledger_consistent,
@@ -20,6 +19,7 @@ from faultkit import (
     make_service,
     settings_for,
 )
+from simkit import DEMO
 from sqlalchemy import select
 
 from harvester.db.engine import create_engine

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from faultkit import (
-    DEMO,
     TcpProxy,
     assert_ledger_consistent,
     assert_store_exact,
@@ -20,6 +19,7 @@ from faultkit import (
     settings_for,
     terminate_backends,
 )
+from simkit import DEMO
 from sqlalchemy.engine import make_url
 
 from harvester.errors import StoreError

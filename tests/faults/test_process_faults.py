@@ -13,7 +13,6 @@ import sys
 import asyncpg
 import pytest
 from faultkit import (
-    DEMO,
     FAST_ENV,
     REGION,
     assert_ledger_consistent,
@@ -22,6 +21,7 @@ from faultkit import (
     postgres_dsn,
     settings_for,
 )
+from simkit import DEMO
 
 from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, serve
 from harvester.sync import run_sync

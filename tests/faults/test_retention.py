@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from faultkit import DEMO, REGION, assert_ledger_consistent, make_service, settings_for
+from faultkit import REGION, assert_ledger_consistent, make_service, settings_for
+from simkit import DEMO
 from sqlalchemy import func, select
 
 from harvester.db.engine import create_engine

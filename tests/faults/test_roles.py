@@ -10,7 +10,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from faultkit import DEMO, assert_store_exact, make_service, postgres_dsn, settings_for
+from faultkit import assert_store_exact, make_service, postgres_dsn, settings_for
+from simkit import DEMO
 from sqlalchemy.engine import make_url
 
 from harvester.simulator import serve

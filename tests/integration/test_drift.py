@@ -8,19 +8,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from simkit import DEMO, REGION
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from harvester.api.credentials import StaticCredentials
-from harvester.api.signing import Credentials
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions
 from harvester.settings import Settings, load_settings
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService, serve
+from harvester.simulator import SimulatedService, serve
 from harvester.sync import SyncResult, run_sync
-
-DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
-REGION = "cn-hangzhou"
 
 
 def one_gateway(seed: int, sessions: int) -> tuple[SimulatedService, str, str]:

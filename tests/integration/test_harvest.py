@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from simkit import DEMO, REGION, listed
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,14 +20,10 @@ from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions, se
 from harvester.settings import Settings, load_settings
 from harvester.simulator import (
     DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
     SimulatedService,
     serve,
 )
 from harvester.sync import SyncResult, run_sync
-
-DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
-REGION = "cn-hangzhou"
 
 
 @pytest.fixture
@@ -54,16 +51,6 @@ def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
             **env,
         },
     )
-
-
-def listed(service: SimulatedService) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """Every session the API lists: id -> (workspace, gateway, record as sent)."""
-    return {
-        session_id: (workspace_id, compute_id, service.record(session_id))
-        for workspace_id in service.workspace_ids(REGION)
-        for compute_id in service.gateway_ids(workspace_id)
-        for session_id in service.session_ids(workspace_id, compute_id)
-    }
 
 
 def as_time(value: Any) -> datetime | None:

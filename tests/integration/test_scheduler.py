@@ -13,12 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from simkit import DEMO, REGION
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harvester.api.client import ApiClient
-from harvester.api.credentials import StaticCredentials
-from harvester.api.signing import Credentials
 from harvester.db import store
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets
@@ -28,14 +27,9 @@ from harvester.records import Gateway
 from harvester.scheduler import Daemon, discovery_round
 from harvester.settings import Settings, load_settings
 from harvester.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
     SimulatedService,
     serve,
 )
-
-DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
-REGION = "cn-hangzhou"
 
 
 @pytest.fixture
