@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 
 from faultkit import (
     API_FAULTS,
-    FAST_ENV,
     REGION,
     assert_ledger_consistent,
     assert_store_exact,
+    cli_env,
     make_service,
     settings_for,
 )
@@ -24,7 +23,7 @@ from sqlalchemy import select
 
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, serve
+from harvester.simulator import serve
 from harvester.sync import run_sync
 
 #: per kind; 13 kinds make a quarter of all requests
@@ -119,18 +118,8 @@ async def test_cli_sync_under_the_fault_mix_exits_0_and_stores_exactly(postgres_
     service = make_service(seed=8)
     for kind in API_FAULTS:
         service.faults.set_rate(kind, FAULT_RATE)  # type: ignore[arg-type]
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
     async with serve(service) as endpoint:
-        env = {
-            **base,
-            **FAST_ENV,
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_DATABASE_URL": postgres_url,
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        }
+        env = cli_env(endpoint, postgres_url)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "harvester", "sync", env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -4,8 +4,6 @@ store ends exact, no run stays `running`, and no session was seen "first" twice.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import signal
 import sys
@@ -13,17 +11,16 @@ import sys
 import asyncpg
 import pytest
 from faultkit import (
-    FAST_ENV,
-    REGION,
     assert_ledger_consistent,
     assert_store_exact,
+    cli_env,
     make_service,
     postgres_dsn,
     settings_for,
 )
 from simkit import DEMO
 
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, serve
+from harvester.simulator import serve
 from harvester.sync import run_sync
 
 
@@ -43,20 +40,13 @@ async def test_sigkill_at_a_random_moment_then_sync_is_exact(seed: int, postgres
     moment = random.Random(seed)
     service = make_service(seed=30 + seed, sessions_per_gateway=80)
     service.faults.delay_s = 0.08  # about 3 s of harvesting: room for a random moment
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
     async with serve(service) as endpoint:
-        env = {
-            **base,
-            **FAST_ENV,
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_API__PAGE_SIZE": "10",
-            "HARVESTER_HARVEST__MAX_PARALLEL_TARGETS": "1",
-            "HARVESTER_DATABASE_URL": postgres_url,
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        }
+        env = cli_env(
+            endpoint,
+            postgres_url,
+            HARVESTER_API__PAGE_SIZE="10",
+            HARVESTER_HARVEST__MAX_PARALLEL_TARGETS="1",
+        )
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "harvester", "sync", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
