@@ -253,7 +253,7 @@ class _Pass:
         async with self.engine.connect() as conn:
             open_sessions = await store.open_sessions(conn, self.gateway)
         for session in open_sessions:
-            if session.session_id in self.ledger.seen:
+            if self.ledger.has_seen(session.session_id):
                 continue
             await self.refresh(session)
             if not self.ledger.ordered:
@@ -286,7 +286,7 @@ class _Pass:
             if times is None:
                 await self.read(page_num, kind="jump")
                 times = self.page_times.get(page_num, ())
-            if session.session_id in self.ledger.seen:
+            if self.ledger.has_seen(session.session_id):
                 return
             direction = locate(created_ms, times)
             if direction == "earlier" and page_num > 1:
@@ -336,7 +336,7 @@ class _Pass:
             gone = [
                 session_id
                 async for session_id, created in stored
-                if session_id not in self.ledger.seen
+                if not self.ledger.has_seen(session_id)
                 and self.ledger.proves_absent(
                     None if created is None else int(created.timestamp() * 1000)
                 )
@@ -365,7 +365,7 @@ class _Pass:
         summary, gateway = self.summary, self.gateway
         self.listing_total = page.total_count
         normalized = normalize_page(page.sessions, gateway)
-        fresh = [r for r in normalized.records if r.session_id not in self.ledger.seen]
+        fresh = [r for r in normalized.records if not self.ledger.has_seen(r.session_id)]
         self.ledger.observe(
             page_num, page.total_count, normalized.records, last=step is Step.DONE, kind=kind
         )

@@ -43,10 +43,10 @@ class PageFacts:
 class PassLedger:
     """Ids seen, drift observed and the proven coverage of one pass."""
 
-    #: every id read by the pass
-    seen: set[str] = field(default_factory=set)
-    #: ids read by the sweep (the pages in order); repeats among them are drift
+    #: ids read by the sweep and its re-reads; repeats among them are drift
     swept: set[str] = field(default_factory=set)
+    #: ids read only on pages out of order (few: the tail, pages of open sessions)
+    jumped: set[str] = field(default_factory=set)
     ordered: bool = True
     total_count_changes: int = 0
     repeated_ids: int = 0
@@ -74,7 +74,7 @@ class PassLedger:
         """
         ids = [r.session_id for r in records]
         times = [r.create_time_ms for r in records if r.create_time_ms is not None]
-        new_ids = sum(1 for i in ids if i not in self.seen)
+        new_ids = sum(1 for i in ids if not self.has_seen(i))
         repeats = sum(1 for i in ids if i in self.swept) if kind == "sweep" else 0
         in_order = all(a >= b for a, b in itertools.pairwise(times))
         previous = self._previous if kind != "jump" else None
@@ -109,12 +109,12 @@ class PassLedger:
             if follows and contiguous and previous is not None and previous[4] is not None:
                 newest = max(newest, previous[4])
             self._close_gaps(times[-1], newest)
-        self.seen.update(ids)
         if kind == "jump":
+            self.jumped.update(i for i in ids if i not in self.swept)
             return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
         if kind == "sweep":
             self.repeated_ids += repeats
-            self.swept.update(ids)
+        self.swept.update(ids)
         self._previous = (
             page_num,
             frozenset(ids),
@@ -127,6 +127,10 @@ class PassLedger:
         if last and (follows or page_num == 1):
             self.reached_end = True
         return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
+
+    def has_seen(self, session_id: str) -> bool:
+        """Whether any page of the pass listed this session."""
+        return session_id in self.swept or session_id in self.jumped
 
     def _close_gaps(self, low_ms: int, high_ms: int) -> None:
         remaining: list[Gap] = []
