@@ -266,6 +266,7 @@ async def bench_database(
             "baseline_s": round(base.seconds, 2),
             "first_pass_vs_baseline": round(first.seconds / base.seconds, 2),
             "full_pass_requests_per_gateway": max(requests_per_gateway(first.output)),
+            "quiet_pass_s": round(quiet.seconds, 2),
             "quiet_pass_requests_per_gateway": max(requests_per_gateway(quiet.output)),
             "changed_pass_requests_per_gateway": max(requests_per_gateway(changed.output)),
         }
@@ -275,6 +276,11 @@ async def bench_database(
             result["stored_sessions_after_history"] = total + 5 * args.gateways + args.history
             result["full_pass_with_history_s"] = round(full.seconds, 2)
             result["full_pass_with_history_peak_rss_mb"] = round(full.peak_rss_mb, 1)
+            quiet_again = await run_child_async([*HARVESTER, "sync"], env)
+            result["quiet_pass_with_history_s"] = round(quiet_again.seconds, 2)
+            result["quiet_pass_with_history_requests"] = max(
+                requests_per_gateway(quiet_again.output)
+            )
     return result
 
 

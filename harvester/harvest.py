@@ -296,9 +296,10 @@ class _Pass:
             else:
                 break
         log.debug(
-            "stored session %s (still %s) not found where expected; a full pass will settle it",
-            session.session_id, "open", extra=self.extra,
-        )  # fmt: skip
+            "open session %s is not where the store places it; the next full pass settles it",
+            session.session_id,
+            extra=self.extra,
+        )
 
     async def close_gaps(self) -> None:
         """Re-read around boundaries the pass could not prove contiguous, within a budget."""
