@@ -8,7 +8,8 @@ processes, as in production), on a fresh PostgreSQL database and a fresh SQLite 
 
 Per database it reports: the first (full) pass in sessions/s for the whole process and
 its peak RSS; the list requests per gateway of a quiet pass and of a pass after 5 new
-sessions per gateway and running sessions finishing (two of them thousands deep); and,
+sessions per gateway and running sessions finishing (two of them thousands deep), and of
+a quiet pass once nothing is open; and,
 after `--history` forgotten sessions are added to the store, the RSS of a full pass
 again. A baseline child fetches and decodes every page with the same client and no
 database; the first pass is reported as a ratio to it.
@@ -257,6 +258,7 @@ async def bench_database(
         quiet = await run_child_async([*HARVESTER, "sync"], env)
         change_a_little(service)
         changed = await run_child_async([*HARVESTER, "sync"], env)
+        settled = await run_child_async([*HARVESTER, "sync"], env)  # nothing open any more
         result: dict[str, object] = {
             "database": label,
             "sessions": total,
@@ -269,6 +271,7 @@ async def bench_database(
             "quiet_pass_s": round(quiet.seconds, 2),
             "quiet_pass_requests_per_gateway": max(requests_per_gateway(quiet.output)),
             "changed_pass_requests_per_gateway": max(requests_per_gateway(changed.output)),
+            "settled_quiet_pass_requests_per_gateway": max(requests_per_gateway(settled.output)),
         }
         if args.history:
             await add_history(database_url, args.history)
