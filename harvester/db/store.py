@@ -22,8 +22,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from harvester.db.tables import UtcDateTime, harvest_runs, harvest_targets, livy_sessions
-from harvester.records import TERMINAL_STATES, Gateway, RunMode, RunStatus, SessionRecord
+from harvester.db.tables import (
+    OPEN_SESSION,
+    UtcDateTime,
+    harvest_runs,
+    harvest_targets,
+    livy_sessions,
+)
+from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
 # (record field, PostgreSQL type in the page document) in SessionRecord order.
 _RECORD_FIELDS: Final = tuple(
@@ -472,30 +478,41 @@ def _of_gateway(gateway: Gateway) -> Any:
 
 
 async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSession]:
-    """Still-listed sessions stored in a non-terminal state, with their expected position."""
-    s = livy_sessions.alias("s")
-    newer = livy_sessions.alias("newer")
-    position = (
-        select(func.count())
-        .where(
-            newer.c.workspace_id == s.c.workspace_id,
-            newer.c.compute_id == s.c.compute_id,
-            newer.c.gone_at.is_(None),
-            newer.c.create_time > s.c.create_time,
+    """Still-listed sessions stored in a non-terminal state, with their expected position.
+
+    Two index range scans: the open sessions (a small partial index), then a rank over
+    the listed sessions no older than the deepest of them; history (older, gone) is
+    never read, so the cost does not grow with what the store keeps.
+    """
+    columns = livy_sessions.c
+    listed = (_of_gateway(gateway), columns.gone_at.is_(None))
+    rows = (
+        await conn.execute(
+            select(columns.session_id, columns.create_time)
+            .where(*listed, OPEN_SESSION)
+            .order_by(columns.create_time.desc())
         )
-        .scalar_subquery()
-    )
-    rows = await conn.execute(
-        select(s.c.session_id, s.c.create_time, position.label("position"))
-        .where(
-            s.c.workspace_id == gateway.workspace_id,
-            s.c.compute_id == gateway.compute_id,
-            s.c.gone_at.is_(None),
-            s.c.state.is_(None) | s.c.state.not_in(sorted(TERMINAL_STATES)),
+    ).all()
+    times = [row.create_time for row in rows if row.create_time is not None]
+    positions: dict[str, int] = {}
+    if times:
+        ranked = (
+            select(
+                columns.session_id,
+                (func.rank().over(order_by=columns.create_time.desc()) - 1).label("position"),
+            )
+            .where(*listed, columns.create_time >= min(times))
+            .subquery()
         )
-        .order_by(s.c.create_time.desc())
-    )
-    return [OpenSession(r.session_id, r.create_time, int(r.position or 0)) for r in rows]
+        wanted = [row.session_id for row in rows if row.create_time is not None]
+        found = await conn.execute(
+            select(ranked.c.session_id, ranked.c.position).where(ranked.c.session_id.in_(wanted))
+        )
+        positions = {session_id: int(position) for session_id, position in found}
+    return [
+        OpenSession(row.session_id, row.create_time, positions.get(row.session_id, 0))
+        for row in rows
+    ]
 
 
 async def listed_sessions(

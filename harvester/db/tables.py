@@ -63,6 +63,9 @@ Document = JSON().with_variant(JSONB(), "postgresql")
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+#: a session that may still change: any state but the terminal ones (records.TERMINAL_STATES)
+OPEN_SESSION = text("state IS NULL OR state NOT IN ('error', 'terminated')")
+
 livy_sessions = Table(
     "livy_sessions",
     metadata,
@@ -93,6 +96,15 @@ livy_sessions = Table(
     Index(None, "state", "create_time"),
     Index(None, "queue", "create_time"),
     Index(None, "proxy_user", "create_time"),
+    # Sessions that may still change: what an incremental pass looks for (small, partial).
+    Index(
+        "ix_livy_sessions_open",
+        "workspace_id",
+        "compute_id",
+        "create_time",
+        postgresql_where=OPEN_SESSION,
+        sqlite_where=OPEN_SESSION,
+    ),
     Index(
         None,
         "gone_at",

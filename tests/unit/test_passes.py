@@ -115,3 +115,11 @@ def test_locate_points_towards_the_page_holding_a_create_time() -> None:
     assert locate(80, [90, 80]) == "later"
     assert locate(5, [5, 5]) == "here"
     assert locate(5, []) == "earlier"
+
+
+def test_the_open_session_index_matches_the_terminal_states() -> None:
+    from harvester.db.tables import OPEN_SESSION
+    from harvester.records import TERMINAL_STATES
+
+    listed = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
+    assert str(OPEN_SESSION) == f"state IS NULL OR state NOT IN ({listed})"
