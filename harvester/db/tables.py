@@ -64,7 +64,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 #: a session that may still change: any state but the terminal ones (records.TERMINAL_STATES)
-OPEN_SESSION = text("state IS NULL OR state NOT IN ('error', 'terminated')")
+OPEN_SESSION = text("(state IS NULL OR state NOT IN ('error', 'terminated'))")
 
 livy_sessions = Table(
     "livy_sessions",

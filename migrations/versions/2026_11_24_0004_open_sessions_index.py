@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Frozen copy of tables.OPEN_SESSION at this revision.
-_OPEN = sa.text("state IS NULL OR state NOT IN ('error', 'terminated')")
+_OPEN = sa.text("(state IS NULL OR state NOT IN ('error', 'terminated'))")
 
 
 def upgrade() -> None:

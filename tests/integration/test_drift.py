@@ -12,8 +12,10 @@ from simkit import DEMO, REGION
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harvester.db import store
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions
+from harvester.records import ComputeId, Gateway, WorkspaceId
 from harvester.settings import Settings, load_settings
 from harvester.simulator import SimulatedService, serve
 from harvester.sync import SyncResult, run_sync
@@ -233,3 +235,31 @@ async def test_an_incremental_pass_that_finds_disorder_falls_back_to_a_full_pass
     assert run.mode == "full"
     assert "not ordered" in " ".join(run.notes)
     assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
+
+
+async def test_open_sessions_and_their_positions_belong_to_their_own_gateway(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service = SimulatedService(12, quirks=False)
+    workspace_id = service.add_workspace()
+    gateways = [service.add_gateway(workspace_id) for _ in range(3)]
+    for compute_id in gateways:
+        service.add_sessions(workspace_id, compute_id, 300, spread_days=30)
+        service.add_sessions(workspace_id, compute_id, 5, state="running")
+    async with serve(service) as endpoint:
+        await sync(settings_for(database_url, endpoint))
+    async with engine.connect() as conn:
+        for compute_id in gateways:
+            listing = service.session_ids(workspace_id, compute_id)
+            gateway = Gateway(REGION, WorkspaceId(workspace_id), ComputeId(compute_id))
+            found = await store.open_sessions(conn, gateway)
+            expected = [
+                i for i in listing if service.record(i)["state"] not in ("terminated", "error")
+            ]
+            assert [s.session_id for s in found] == expected
+            # Positions agree with the listing up to ties in createTime.
+            for session in found:
+                assert listing[session.position] == session.session_id or (
+                    service.record(listing[session.position])["createTime"]
+                    == service.record(session.session_id)["createTime"]
+                )

@@ -122,4 +122,4 @@ def test_the_open_session_index_matches_the_terminal_states() -> None:
     from harvester.records import TERMINAL_STATES
 
     listed = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
-    assert str(OPEN_SESSION) == f"state IS NULL OR state NOT IN ({listed})"
+    assert str(OPEN_SESSION) == f"(state IS NULL OR state NOT IN ({listed}))"
