@@ -184,7 +184,7 @@ def choose_mode(
 
 
 def head_is_settled(records: Iterable[SessionRecord], *, inserted: int, updated: int) -> bool:
-    """A head page of stored, unchanged, finished sessions: nothing newer lies beyond it."""
+    """A head page of stored, unchanged, finished sessions: new sessions lie before it."""
     return inserted == 0 and updated == 0 and all(r.state in TERMINAL_STATES for r in records)
 
 
