@@ -154,25 +154,24 @@ async def baseline(endpoint: str, gateways: list[Gateway], page_size: int) -> No
     print(f"baseline fetched {sum(counts)} sessions")
 
 
-async def fresh_postgres(admin_url: str) -> tuple[str, str]:
-    name = f"harvester_bench_{uuid.uuid4().hex[:8]}"
+async def _admin(admin_url: str, sql: str) -> None:
     dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(sql)
     finally:
         await conn.close()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    return name, url
+
+
+async def fresh_postgres(admin_url: str) -> tuple[str, str]:
+    """A new, empty scratch database on the admin URL's server: (name, URL)."""
+    name = f"harvester_bench_{uuid.uuid4().hex[:8]}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_postgres(admin_url: str, name: str) -> None:
-    dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 #: forgotten sessions of one gateway, all created and gone long ago

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harvester.db import migrate
 from harvester.db.engine import create_engine
+from harvester.simulator import SimulatedService, serve
 
 ADMIN_URL = os.environ.get(
     "HARVESTER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -102,6 +103,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once on PostgreSQL and once on SQLite."""
     fixture = "postgres_url" if request.param == "postgresql" else "sqlite_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+async def endpoint(service: SimulatedService) -> AsyncIterator[str]:
+    """The simulator over HTTP on loopback, serving the test module's `service` fixture."""
+    async with serve(service) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
-"""What tests that harvest from the simulator share: credentials, region, the listing."""
+"""What tests that harvest from the simulator share: credentials, region, settings, listing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from harvester.api.credentials import StaticCredentials
 from harvester.api.signing import Credentials
+from harvester.settings import Settings, load_settings
 from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService
 
 REGION = "cn-hangzhou"
@@ -20,3 +22,17 @@ def listed(service: SimulatedService) -> dict[str, tuple[str, str, dict[str, Any
         for compute_id in service.gateway_ids(workspace_id)
         for session_id in service.session_ids(workspace_id, compute_id)
     }
+
+
+def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
+    """Settings harvesting the whole region from the simulator, unthrottled; `env` on top."""
+    return load_settings(
+        None,
+        {
+            "HARVESTER_DATABASE_URL": database_url,
+            "HARVESTER_API__ENDPOINT": endpoint,
+            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
+            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
+            **env,
+        },
+    )

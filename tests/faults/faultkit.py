@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import simkit
 from simkit import REGION, listed
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions, session_state_changes
-from harvester.settings import Settings, load_settings
+from harvester.settings import Settings
 from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService
 
 #: every fault the issue lists, as the simulator names them
@@ -67,16 +68,7 @@ def cli_env(endpoint: str, database_url: str, **extra: str) -> dict[str, str]:
 
 def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
     """Settings with short timeouts and budgets, harvesting the whole region."""
-    return load_settings(
-        None,
-        {
-            "HARVESTER_DATABASE_URL": database_url,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-            **FAST_ENV,
-            **env,
-        },
-    )
+    return simkit.settings_for(database_url, endpoint, **{**FAST_ENV, **env})
 
 
 def _time(value: Any) -> datetime | None:

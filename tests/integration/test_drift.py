@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+import simkit
 from simkit import DEMO, REGION
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +16,7 @@ from harvester.db import store
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions
 from harvester.records import ComputeId, Gateway, WorkspaceId
-from harvester.settings import Settings, load_settings
+from harvester.settings import Settings
 from harvester.simulator import SimulatedService, serve
 from harvester.sync import SyncResult, run_sync
 
@@ -30,16 +30,7 @@ def one_gateway(seed: int, sessions: int) -> tuple[SimulatedService, str, str]:
 
 
 def settings_for(database_url: str, endpoint: str, page_size: int = 50) -> Settings:
-    return load_settings(
-        None,
-        {
-            "HARVESTER_DATABASE_URL": database_url,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_API__PAGE_SIZE": str(page_size),
-            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        },
-    )
+    return simkit.settings_for(database_url, endpoint, HARVESTER_API__PAGE_SIZE=str(page_size))
 
 
 async def sync(settings: Settings, *, full: bool = False) -> SyncResult:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from simkit import DEMO, REGION, listed
+from simkit import DEMO, REGION, listed, settings_for
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +16,7 @@ from harvester.api.credentials import StaticCredentials
 from harvester.api.signing import Credentials
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions, session_state_changes
-from harvester.settings import Settings, load_settings
+from harvester.settings import Settings
 from harvester.simulator import (
     DEMO_ACCESS_KEY_ID,
     SimulatedService,
@@ -31,25 +30,6 @@ def service() -> SimulatedService:
     # 2 workspaces x 2 gateways x 600 quirky sessions, plus one empty gateway.
     return SimulatedService.generate(
         seed=11, workspaces=2, gateways_per_workspace=2, sessions_per_gateway=600
-    )
-
-
-@pytest.fixture
-async def endpoint(service: SimulatedService) -> AsyncIterator[str]:
-    async with serve(service) as url:
-        yield url
-
-
-def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
-    return load_settings(
-        None,
-        {
-            "HARVESTER_DATABASE_URL": database_url,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-            **env,
-        },
     )
 
 

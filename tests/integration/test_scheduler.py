@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import simkit
 import yaml
-from simkit import DEMO, REGION
+from simkit import DEMO
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,10 +25,9 @@ from harvester.errors import ConfigError
 from harvester.harvest import harvest_gateway, utc_now
 from harvester.records import Gateway
 from harvester.scheduler import Daemon, discovery_round
-from harvester.settings import Settings, load_settings
+from harvester.settings import Settings
 from harvester.simulator import (
     SimulatedService,
-    serve,
 )
 
 
@@ -40,25 +39,10 @@ def service() -> SimulatedService:
     )
 
 
-@pytest.fixture
-async def endpoint(service: SimulatedService) -> AsyncIterator[str]:
-    async with serve(service) as url:
-        yield url
-
-
 def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:
-    return load_settings(
-        None,
-        {
-            "HARVESTER_DATABASE_URL": database_url,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
-            "HARVESTER_API__MAX_ATTEMPTS": "2",
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-            "HARVESTER_SERVER__LISTEN": "127.0.0.1:0",
-            **env,
-        },
-    )
+    """Two attempts per request, and the status server on a free port."""
+    daemon_env = {"HARVESTER_API__MAX_ATTEMPTS": "2", "HARVESTER_SERVER__LISTEN": "127.0.0.1:0"}
+    return simkit.settings_for(database_url, endpoint, **{**daemon_env, **env})
 
 
 async def active_flags(engine: AsyncEngine) -> dict[str, bool]:
