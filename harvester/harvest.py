@@ -143,7 +143,6 @@ class _Pass:
         self.tally = RequestTally()
         self.recorded_requests = 0
         self.ledger = PassLedger()
-        self.listing_total = 0
         #: (newest, oldest) createTime of each page as last read in this pass
         self.page_times: dict[int, tuple[int, ...]] = {}
         self.started_at = utc_now()
@@ -279,7 +278,7 @@ class _Pass:
         if session.create_time is None:
             return  # cannot be placed in the listing; the next full pass refreshes it
         created_ms = int(session.create_time.timestamp() * 1000)
-        last_page = max(1, -(-self.listing_total // self.page_size))
+        last_page = max(1, -(-(self.summary.total_count or 0) // self.page_size))
         page_num = min(session.position // self.page_size + 1, last_page)
         for _ in range(MAX_PAGES_PER_OPEN_SESSION):
             times = self.page_times.get(page_num)
@@ -364,7 +363,7 @@ class _Pass:
     ) -> tuple[list[SessionRecord], store.PageCounts]:
         """Store what this pass has not stored yet of a fetched page; account for it."""
         summary, gateway = self.summary, self.gateway
-        self.listing_total = page.total_count
+        summary.total_count = page.total_count
         normalized = normalize_page(page.sessions, gateway)
         fresh = [r for r in normalized.records if not self.ledger.has_seen(r.session_id)]
         self.ledger.observe(
@@ -414,7 +413,6 @@ class _Pass:
             page = await self.client.list_sessions(
                 self.gateway, page_num, self.page_size, self.tally
             )
-            self.summary.total_count = page.total_count
             view = PageView(page_num, self.page_size, len(page.sessions), page.total_count)
             step = next_step(view)
             if step is not Step.REREAD:

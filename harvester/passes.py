@@ -32,9 +32,7 @@ class PageFacts:
 
     page_num: int
     total_count: int
-    new_ids: int
     repeated_ids: int
-    in_order: bool
     #: the boundary from the previous page is proven contiguous (always True for jumps)
     contiguous: bool
 
@@ -74,7 +72,6 @@ class PassLedger:
         """
         ids = [r.session_id for r in records]
         times = [r.create_time_ms for r in records if r.create_time_ms is not None]
-        new_ids = sum(1 for i in ids if not self.has_seen(i))
         repeats = sum(1 for i in ids if i in self.swept) if kind == "sweep" else 0
         in_order = all(a >= b for a, b in itertools.pairwise(times))
         previous = self._previous if kind != "jump" else None
@@ -111,7 +108,7 @@ class PassLedger:
             self._close_gaps(times[-1], newest)
         if kind == "jump":
             self.jumped.update(i for i in ids if i not in self.swept)
-            return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
+            return PageFacts(page_num, total_count, repeats, contiguous)
         if kind == "sweep":
             self.repeated_ids += repeats
         self.swept.update(ids)
@@ -126,7 +123,7 @@ class PassLedger:
             self.read_head = True
         if last and (follows or page_num == 1):
             self.reached_end = True
-        return PageFacts(page_num, total_count, new_ids, repeats, in_order, contiguous)
+        return PageFacts(page_num, total_count, repeats, contiguous)
 
     def has_seen(self, session_id: str) -> bool:
         """Whether any page of the pass listed this session."""
