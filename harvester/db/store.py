@@ -17,7 +17,18 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Update, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -277,12 +288,17 @@ async def store_page(
     )
 
 
+def _of_gateway(table: Table, gateway: Gateway) -> ColumnElement[bool]:
+    """The rows of `table` (sessions, runs or targets) that belong to the gateway."""
+    return and_(
+        table.c.workspace_id == gateway.workspace_id,
+        table.c.compute_id == gateway.compute_id,
+    )
+
+
 def _update_target(gateway: Gateway) -> Update:
     """An UPDATE of the gateway's row in harvest_targets."""
-    return update(harvest_targets).where(
-        harvest_targets.c.workspace_id == gateway.workspace_id,
-        harvest_targets.c.compute_id == gateway.compute_id,
-    )
+    return update(harvest_targets).where(_of_gateway(harvest_targets, gateway))
 
 
 async def _add_to_run(conn: AsyncConnection, run_id: int, **increments: int) -> None:
@@ -419,10 +435,7 @@ async def count_sessions(conn: AsyncConnection, gateway: Gateway | None = None) 
     """Sessions stored, for one gateway or in all."""
     query = select(func.count()).select_from(livy_sessions)
     if gateway is not None:
-        query = query.where(
-            livy_sessions.c.workspace_id == gateway.workspace_id,
-            livy_sessions.c.compute_id == gateway.compute_id,
-        )
+        query = query.where(_of_gateway(livy_sessions, gateway))
     return int((await conn.execute(query)).scalar_one())
 
 
@@ -451,8 +464,7 @@ async def target_state(conn: AsyncConnection, gateway: Gateway) -> TargetState:
     row = (
         await conn.execute(
             select(columns.last_full_pass_at, columns.listing_ordered).where(
-                columns.workspace_id == gateway.workspace_id,
-                columns.compute_id == gateway.compute_id,
+                _of_gateway(harvest_targets, gateway)
             )
         )
     ).one_or_none()
@@ -471,12 +483,6 @@ class OpenSession:
     position: int
 
 
-def _of_gateway(gateway: Gateway) -> Any:
-    return (livy_sessions.c.workspace_id == gateway.workspace_id) & (
-        livy_sessions.c.compute_id == gateway.compute_id
-    )
-
-
 async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSession]:
     """Still-listed sessions stored in a non-terminal state, with their expected position.
 
@@ -485,7 +491,7 @@ async def open_sessions(conn: AsyncConnection, gateway: Gateway) -> list[OpenSes
     never read, so the cost does not grow with what the store keeps.
     """
     columns = livy_sessions.c
-    listed = (_of_gateway(gateway), columns.gone_at.is_(None))
+    listed = (_of_gateway(livy_sessions, gateway), columns.gone_at.is_(None))
     rows = (
         await conn.execute(
             select(columns.session_id, columns.create_time)
@@ -524,7 +530,7 @@ async def listed_sessions(
     """
     result = await conn.stream(
         select(livy_sessions.c.session_id, livy_sessions.c.create_time).where(
-            _of_gateway(gateway),
+            _of_gateway(livy_sessions, gateway),
             livy_sessions.c.gone_at.is_(None),
             livy_sessions.c.first_seen_at < first_seen_before,
         )
@@ -552,11 +558,7 @@ async def fail_open_runs(conn: AsyncConnection, gateway: Gateway, *, finished_at
     columns = harvest_runs.c
     result = await conn.execute(
         update(harvest_runs)
-        .where(
-            columns.workspace_id == gateway.workspace_id,
-            columns.compute_id == gateway.compute_id,
-            columns.status == "running",
-        )
+        .where(_of_gateway(harvest_runs, gateway), columns.status == "running")
         .values(
             status="failed",
             finished_at=finished_at,
