@@ -2,8 +2,8 @@
 
 A full pass reads every page, head to tail, then re-reads where it cannot prove it saw
 everything (bounded) and marks what the service forgot. An incremental pass reads the
-head until it meets settled sessions, then goes straight to the pages where stored,
-still-moving sessions should be. Which one runs is decided from what the store knows.
+head until it meets stored sessions (or skips it when a deep open session shows nothing
+was added), then goes straight to the pages where stored, still-moving sessions should be. Which one runs is decided from what the store knows.
 
 No scheduler, no environment: callers hand in the engine, the API client and the gateway.
 """
@@ -26,7 +26,7 @@ from harvester.db import locks, store
 from harvester.errors import ApiError, ApiUnavailable, HarvesterError, StoreError
 from harvester.normalize import normalize_page
 from harvester.paging import PageView, Step, next_step
-from harvester.passes import PageKind, PassLedger, choose_mode, head_is_settled, locate
+from harvester.passes import PageKind, PassLedger, choose_mode, locate
 from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
 log = logging.getLogger(__name__)
@@ -237,27 +237,48 @@ class _Pass:
             await self.store(page_num, page, Step.NEXT, kind="jump")
 
     async def incremental_pass(self) -> None:
-        """The head until it is settled, then the pages of stored still-moving sessions."""
-        page_num = 1
-        while True:
-            (records, counts), step = await self.read_records(page_num)
-            if not self.ledger.ordered:
-                await self.fall_back_to_full(page_num, step)
-                return
-            if step is Step.DONE or head_is_settled(
-                records, inserted=counts.inserted, updated=counts.updated
-            ):
-                break
-            page_num += 1
+        """The head, then the pages where stored, still-moving sessions should be.
+
+        The head is skipped when a deep open session is found exactly where the store
+        places it: nothing was added in front of it (the service forgets at the tail).
+        """
         async with self.engine.connect() as conn:
             open_sessions = await store.open_sessions(conn, self.gateway)
-        for session in open_sessions:
-            if self.ledger.has_seen(session.session_id):
-                continue
-            await self.refresh(session)
+        placed = [s for s in open_sessions if s.create_time is not None]
+        added: int | None = None
+        if placed and placed[0].position >= self.page_size:
+            found_at = await self.refresh(placed[0], shift=0)
             if not self.ledger.ordered:
                 await self.fall_back_to_full(0, Step.NEXT)
                 return
+            if found_at == placed[0].position:
+                added = 0
+        if added is None:
+            added = await self.read_head()
+            if added is None:
+                return
+        for session in open_sessions:
+            if self.ledger.has_seen(session.session_id):
+                continue
+            await self.refresh(session, shift=added)
+            if not self.ledger.ordered:
+                await self.fall_back_to_full(0, Step.NEXT)
+                return
+
+    async def read_head(self) -> int | None:
+        """Pages from the first until one holds a session stored before this pass: new
+        sessions are the newest, so none lies beyond it. How many were new (None: the
+        listing proved unordered and a full pass ran instead)."""
+        page_num, added = 1, 0
+        while True:
+            (_, counts), step = await self.read_records(page_num)
+            if not self.ledger.ordered:
+                await self.fall_back_to_full(page_num, step)
+                return None
+            added += counts.inserted
+            if step is Step.DONE or counts.updated + counts.unchanged > 0:
+                return added
+            page_num += 1
 
     async def fall_back_to_full(self, page_num: int, step: Step) -> None:
         note = "the listing is not ordered newest first by createTime: full pass instead"
@@ -273,21 +294,26 @@ class _Pass:
         self.page_times.clear()
         await self.full_pass(first_page=1)
 
-    async def refresh(self, session: store.OpenSession) -> None:
-        """Read the page where a stored, still-moving session should be; look around a bit."""
+    async def refresh(self, session: store.OpenSession, *, shift: int) -> int | None:
+        """Read the page where a stored, still-moving session should be (`shift` sessions
+        were added in front of it since it was stored); look around a bit. Where the
+        listing has it now, if a page this call read shows it."""
         if session.create_time is None:
-            return  # cannot be placed in the listing; the next full pass refreshes it
+            return None  # cannot be placed in the listing; the next full pass refreshes it
         created_ms = int(session.create_time.timestamp() * 1000)
-        last_page = max(1, -(-(self.summary.total_count or 0) // self.page_size))
-        page_num = min(session.position // self.page_size + 1, last_page)
+        page_num = (session.position + shift) // self.page_size + 1
+        if self.summary.total_count is not None:
+            page_num = min(page_num, max(1, -(-self.summary.total_count // self.page_size)))
         for _ in range(MAX_PAGES_PER_OPEN_SESSION):
-            times = self.page_times.get(page_num)
-            if times is None:
-                await self.read(page_num, kind="jump")
-                times = self.page_times.get(page_num, ())
+            if page_num not in self.page_times:
+                (records, _), _ = await self.read_records(page_num, kind="jump")
+                for index, record in enumerate(records):
+                    if record.session_id == session.session_id:
+                        return (page_num - 1) * self.page_size + index
             if self.ledger.has_seen(session.session_id):
-                return
-            direction = locate(created_ms, times)
+                return None
+            direction = locate(created_ms, self.page_times.get(page_num, ()))
+            last_page = max(1, -(-(self.summary.total_count or 0) // self.page_size))
             if direction == "earlier" and page_num > 1:
                 page_num -= 1
             elif direction == "later" and page_num < last_page:
@@ -299,6 +325,7 @@ class _Pass:
             session.session_id,
             extra=self.extra,
         )
+        return None
 
     async def close_gaps(self) -> None:
         """Re-read around boundaries the pass could not prove contiguous, within a budget."""

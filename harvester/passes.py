@@ -14,12 +14,12 @@ An unordered listing is only proven complete when it held still for the whole pa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from harvester.records import TERMINAL_STATES, RunMode, SessionRecord
+from harvester.records import RunMode, SessionRecord
 
 #: a closed createTime range (epoch ms) in which a listed session may have been missed
 Gap = tuple[int, int]
@@ -178,11 +178,6 @@ def choose_mode(
     if (now - last_full_pass_at).total_seconds() >= full_interval_s:
         return "full", "the last full pass is older than full_interval"
     return "incremental", "a recent full pass found the listing ordered"
-
-
-def head_is_settled(records: Iterable[SessionRecord], *, inserted: int, updated: int) -> bool:
-    """A head page of stored, unchanged, finished sessions: new sessions lie before it."""
-    return inserted == 0 and updated == 0 and all(r.state in TERMINAL_STATES for r in records)
 
 
 Direction = Literal["here", "earlier", "later", "absent"]

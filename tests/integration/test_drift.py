@@ -168,7 +168,9 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
 
         quiet = await sync(settings)
         assert quiet.runs[0].mode == "incremental"
-        assert quiet.runs[0].requests == 3  # the head, and one page per deep open session
+        # One page per deep open session; the first one, found exactly where the store
+        # placed it, shows that nothing was added at the head.
+        assert quiet.runs[0].requests == 2
         assert quiet.runs[0].inserted + quiet.runs[0].updated == 0
 
         service.add_sessions(
@@ -179,7 +181,8 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
         changed = await sync(settings)
         run = changed.runs[0]
         assert (run.mode, run.inserted, run.updated) == ("incremental", 5, 2)
-        assert run.requests <= 6
+        # The first deep page shows 5 sessions were added: the head, then the other one.
+        assert run.requests == 3
     async with engine.connect() as conn:
         states = dict(
             (
@@ -191,6 +194,34 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
             ).all()
         )
     assert set(states.values()) == {"terminated"}
+
+
+async def test_an_incremental_pass_costs_one_request_per_page_holding_open_sessions(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(8, 1000)
+    ids = service.session_ids(workspace_id, compute_id)
+    for session_id in ids:
+        service.finish(session_id)
+    moving = [ids[3], ids[60], ids[640]]  # two on the head page, one deep
+    for session_id in moving:
+        service.set_state(session_id, "running")
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint, page_size=100)
+        await sync(settings)
+        quiet = await sync(settings)
+        assert (quiet.runs[0].mode, quiet.runs[0].requests) == ("incremental", 2)
+
+        service.finish(moving[1])
+        service.add_sessions(
+            workspace_id, compute_id, 130, state="terminated", create_time_ms=service.now_ms
+        )
+        changed = await sync(settings)
+        run = changed.runs[0]
+        # Two pages of head (130 new), the second also holds the first two open ones
+        # (pushed down by 130); the deep one is found through its shifted position.
+        assert (run.inserted, run.updated, run.requests) == (130, 1, 3)
+    assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
 
 
 async def test_an_unordered_listing_gets_full_passes_and_ends_exact(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from harvester.passes import PassLedger, choose_mode, head_is_settled, locate
+from harvester.passes import PassLedger, choose_mode, locate
 from harvester.records import ComputeId, SessionId, SessionRecord, WorkspaceId
 
 
@@ -97,14 +97,6 @@ def test_the_mode_follows_the_last_full_pass_and_the_order() -> None:
     assert mode(last_full_pass_at=old) == "full"
     assert mode(listing_ordered=False) == "full"
     assert mode(listing_ordered=None) == "full"
-
-
-def test_a_head_page_is_settled_only_when_finished_and_unchanged() -> None:
-    assert head_is_settled(page(3, 2, 1), inserted=0, updated=0)
-    assert not head_is_settled(page(3, 2, 1), inserted=1, updated=0)
-    assert not head_is_settled(page(3, 2, 1), inserted=0, updated=1)
-    assert not head_is_settled([record(3, "running"), record(2)], inserted=0, updated=0)
-    assert not head_is_settled([record(3, "some-new-state")], inserted=0, updated=0)
 
 
 def test_locate_points_towards_the_page_holding_a_create_time() -> None:
