@@ -3,7 +3,8 @@
 A full pass reads every page, head to tail, then re-reads where it cannot prove it saw
 everything (bounded) and marks what the service forgot. An incremental pass reads the
 head until it meets stored sessions (or skips it when a deep open session shows nothing
-was added), then goes straight to the pages where stored, still-moving sessions should be. Which one runs is decided from what the store knows.
+was added), then goes straight to the pages where stored, still-moving sessions should
+be. Which one runs is decided from what the store knows.
 
 No scheduler, no environment: callers hand in the engine, the API client and the gateway.
 """

@@ -43,5 +43,16 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         # Errors must not quote whole pages (or anything else) back into logs.
         hide_parameters=True,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "harvester"}, "timeout": 10},
+        connect_args={
+            "server_settings": {
+                "application_name": "harvester",
+                # Like SQLite's synchronous=NORMAL: a commit does not wait for its WAL
+                # flush. A server crash may lose the last fraction of a second of pages,
+                # each whole, with its checkpoint and counters: atomic, never partial,
+                # and read again by the next pass. A run is closed with a flushed commit
+                # (store.finish_run), so a run recorded as finished has all its pages.
+                "synchronous_commit": "off",
+            },
+            "timeout": 10,
+        },
     )

@@ -42,7 +42,9 @@ from harvester.db.tables import (
 )
 from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
-# (record field, PostgreSQL type in the page document) in SessionRecord order.
+# (record field, PostgreSQL array element type it is sent as) in SessionRecord order.
+# jsonb travels as text and numeric as Python's shortest float text, so PostgreSQL
+# parses each value once; times stay epoch milliseconds and are converted in SQL.
 _RECORD_FIELDS: Final = tuple(
     (field.name, pg_type)
     for field, pg_type in zip(
@@ -62,7 +64,7 @@ _RECORD_FIELDS: Final = tuple(
             "text",
             "bigint",
             "bigint",
-            "numeric",
+            "text",
             "bigint",
             "bigint",
             "jsonb",
@@ -92,7 +94,34 @@ def _page_document(records: Sequence[SessionRecord]) -> str:
 def _pg_value(name: str) -> str:
     if name.endswith("_ms"):
         return f"timestamptz 'epoch' + i.{name} * interval '1 millisecond'"
+    if name == "cu_hours":
+        return f"CAST(i.{name} AS numeric)"
     return f"i.{name}"
+
+
+def _pg_columns(records: Sequence[SessionRecord]) -> list[list[Any]]:
+    """The page as one array per column: asyncpg sends them binary, unnest() reads them."""
+    dumps = orjson.dumps
+    return [
+        [r.session_id for r in records],
+        [r.workspace_id for r in records],
+        [r.compute_id for r in records],
+        [r.region_id for r in records],
+        [r.name for r in records],
+        [r.state for r in records],
+        [None if r.spark_conf is None else dumps(r.spark_conf).decode() for r in records],
+        [r.spark_conf_raw for r in records],
+        [r.proxy_user for r in records],
+        [r.queue for r in records],
+        [r.info for r in records],
+        [r.web_ui for r in records],
+        [r.create_time_ms for r in records],
+        [r.end_time_ms for r in records],
+        [None if r.cu_hours is None else repr(r.cu_hours) for r in records],
+        [r.vcore_seconds for r in records],
+        [r.mb_seconds for r in records],
+        [dumps(r.raw).decode() for r in records],
+    ]
 
 
 def _sqlite_value(name: str) -> str:
@@ -117,10 +146,21 @@ def _changed(old: str, new: str, *, operator: str) -> str:
 _COLUMN_LIST: Final = ", ".join(SOURCE_COLUMNS)
 _UPDATE_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in _MUTABLE_COLUMNS)
 
+#: positional parameters after the page's columns, in this order
+_PG_PARAMS: Final = (
+    "now", "requests", "seen", "skipped", "invalid_values", "run_id", "checkpoint",
+    "workspace_id", "compute_id",
+)  # fmt: skip
+
+
+_P: Final = {name: f"${len(_RECORD_FIELDS) + n}" for n, name in enumerate(_PG_PARAMS, 1)}
+
+
 _PG_PAGE_SQL: Final = f"""
 WITH incoming AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS i(
-        {", ".join(f"{name} {pg_type}" for name, pg_type in _RECORD_FIELDS)})
+    SELECT * FROM unnest({
+    ", ".join(f"${n}::{pg_type}[]" for n, (_, pg_type) in enumerate(_RECORD_FIELDS, 1))
+}) AS i({", ".join(name for name, _ in _RECORD_FIELDS)})
 ),
 previous AS (
     -- = ANY(array) keeps this an index lookup per id, whatever the table's statistics say
@@ -132,7 +172,7 @@ previous AS (
 written AS (
     INSERT INTO livy_sessions AS s ({_COLUMN_LIST}, first_seen_at, updated_at, gone_at)
     SELECT {", ".join(_pg_value(name) for name, _ in _RECORD_FIELDS)},
-           CAST(:now AS timestamptz), CAST(:now AS timestamptz), NULL
+           CAST({_P["now"]} AS timestamptz), CAST({_P["now"]} AS timestamptz), NULL
     FROM incoming AS i
     ON CONFLICT (session_id) DO UPDATE SET {_UPDATE_SET},
         updated_at = CASE WHEN {_changed("s", "excluded", operator="IS DISTINCT FROM")}
@@ -148,7 +188,7 @@ counts AS (
 ),
 changes AS (
     INSERT INTO session_state_changes (session_id, from_state, to_state, observed_at)
-    SELECT w.session_id, p.state, w.state, CAST(:now AS timestamptz)
+    SELECT w.session_id, p.state, w.state, CAST({_P["now"]} AS timestamptz)
     FROM written AS w LEFT JOIN previous AS p ON p.session_id = w.session_id
     WHERE p.session_id IS NULL OR p.state IS DISTINCT FROM w.state
     RETURNING 1
@@ -156,20 +196,20 @@ changes AS (
 run AS (
     UPDATE harvest_runs SET
         pages = pages + 1,
-        requests = requests + CAST(:requests AS integer),
-        sessions_seen = sessions_seen + CAST(:seen AS integer),
+        requests = requests + CAST({_P["requests"]} AS integer),
+        sessions_seen = sessions_seen + CAST({_P["seen"]} AS integer),
         sessions_inserted = sessions_inserted + counts.inserted,
         sessions_updated = sessions_updated + counts.updated,
         sessions_unchanged = sessions_unchanged
-            + CAST(:seen AS integer) - counts.inserted - counts.updated,
-        sessions_skipped = sessions_skipped + CAST(:skipped AS integer),
-        invalid_values = invalid_values + CAST(:invalid_values AS integer)
-    FROM counts WHERE harvest_runs.id = CAST(:run_id AS bigint)
+            + CAST({_P["seen"]} AS integer) - counts.inserted - counts.updated,
+        sessions_skipped = sessions_skipped + CAST({_P["skipped"]} AS integer),
+        invalid_values = invalid_values + CAST({_P["invalid_values"]} AS integer)
+    FROM counts WHERE harvest_runs.id = CAST({_P["run_id"]} AS bigint)
     RETURNING 1
 ),
 checkpoint AS (
-    UPDATE harvest_targets SET checkpoint = CAST(:checkpoint AS jsonb)
-    WHERE workspace_id = :workspace_id AND compute_id = :compute_id
+    UPDATE harvest_targets SET checkpoint = CAST({_P["checkpoint"]} AS jsonb)
+    WHERE workspace_id = {_P["workspace_id"]} AND compute_id = {_P["compute_id"]}
     RETURNING 1
 )
 SELECT counts.inserted, counts.updated, (SELECT count(*) FROM changes) AS state_changes,
@@ -215,7 +255,6 @@ def _statement(sql: str) -> Any:
     return statement
 
 
-_PG_PAGE = _statement(_PG_PAGE_SQL)
 _SQLITE_STEPS = {name: _statement(sql) for name, sql in (
     ("state_changes", _SQLITE_STATE_CHANGES),
     ("existing", _SQLITE_EXISTING),
@@ -239,27 +278,26 @@ async def store_page(
 
     `records` must hold each session id at most once. Unchanged sessions are not rewritten.
     """
-    rows = _page_document(records)
-    params: dict[str, Any] = {"rows": rows, "now": now}
     if conn.dialect.name == "postgresql":
-        result = await conn.execute(
-            _PG_PAGE,
-            {
-                **params,
-                "requests": requests,
-                "seen": len(records),
-                "skipped": skipped,
-                "invalid_values": invalid_values,
-                "run_id": run_id,
-                "checkpoint": orjson.dumps(checkpoint).decode(),
-                "workspace_id": gateway.workspace_id,
-                "compute_id": gateway.compute_id,
-            },
+        values = {
+            "now": now,
+            "requests": requests,
+            "seen": len(records),
+            "skipped": skipped,
+            "invalid_values": invalid_values,
+            "run_id": run_id,
+            "checkpoint": orjson.dumps(checkpoint).decode(),
+            "workspace_id": gateway.workspace_id,
+            "compute_id": gateway.compute_id,
+        }
+        result = await conn.exec_driver_sql(
+            _PG_PAGE_SQL, (*_pg_columns(records), *(values[name] for name in _PG_PARAMS))
         )
         inserted, updated, state_changes, runs = result.one()
         if runs != 1:
             raise LookupError(f"harvest run {run_id} does not exist")
     else:
+        params: dict[str, Any] = {"rows": _page_document(records), "now": now}
         # History rows are written before their session's first insert: check at commit.
         await conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         state_changes = (await conn.execute(_SQLITE_STEPS["state_changes"], params)).rowcount
@@ -365,7 +403,13 @@ async def finish_run(
     error: str | None = None,
     outcome: PassOutcome = PassOutcome(),
 ) -> None:
-    """Close a run; on success move the target's success marks and clear its checkpoint."""
+    """Close a run; on success move the target's success marks and clear its checkpoint.
+
+    On PostgreSQL this commit waits for the WAL flush (pages do not, see db.engine), and
+    with it every page the run wrote before.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
     await conn.execute(
         update(harvest_runs)
         .where(harvest_runs.c.id == run_id)
