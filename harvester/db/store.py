@@ -298,8 +298,6 @@ async def store_page(
             raise LookupError(f"harvest run {run_id} does not exist")
     else:
         params: dict[str, Any] = {"rows": _page_document(records), "now": now}
-        # History rows are written before their session's first insert: check at commit.
-        await conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         state_changes = (await conn.execute(_SQLITE_STEPS["state_changes"], params)).rowcount
         existing = (await conn.execute(_SQLITE_STEPS["existing"], params)).scalar_one()
         written = (await conn.execute(_SQLITE_STEPS["upsert"], params)).rowcount

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -117,12 +116,10 @@ session_state_changes = Table(
     "session_state_changes",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column(
-        "session_id",
-        Text,
-        ForeignKey("livy_sessions.session_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    # No foreign key (revision 0005): the page statement writes a session and its state
+    # change together and sessions are never deleted; the key's per-row check cost more
+    # than the rest of the state change.
+    Column("session_id", Text, nullable=False),
     Column("from_state", Text),
     Column("to_state", Text),
     Column("observed_at", UtcDateTime, nullable=False),

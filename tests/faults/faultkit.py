@@ -138,6 +138,8 @@ async def assert_ledger_consistent(database_url: str, *, first_pass: bool = Fals
     first_sight = [c for c in changes if c.from_state is None]
     assert len({c.session_id for c in first_sight}) == len(first_sight)  # one first sight each
     assert len(first_sight) == len(sessions)
+    # No foreign key enforces it (revision 0005): the page statement does.
+    assert {c.session_id for c in changes} <= {s.session_id for s in sessions}
     if first_pass:
         assert sum(r.sessions_inserted for r in runs) == len(sessions)
     for target in targets:
