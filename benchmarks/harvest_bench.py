@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,9 @@ DEEP_POSITIONS = (2_345, 7_777)
 class ChildRun:
     seconds: float
     peak_rss_mb: float
+    #: user + system CPU of the child, and of this process (the simulator) meanwhile
+    cpu_s: float
+    simulator_cpu_s: float
     output: str
 
 
@@ -64,14 +68,15 @@ class ChildRun:
 _LAUNCHER = """
 import resource, subprocess, sys
 code = subprocess.call(sys.argv[1:])
-print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"maxrss_kb={usage.ru_maxrss} cpu_s={usage.ru_utime + usage.ru_stime}")
 sys.exit(code)
 """
 
 
 def run_child(command: Sequence[str], env: dict[str, str]) -> ChildRun:
     """Run a child process to the end; wall time and its own peak RSS."""
-    started = time.perf_counter()
+    started, simulator_started = time.perf_counter(), _own_cpu_s()
     result = subprocess.run(
         [sys.executable, "-c", _LAUNCHER, *command],
         env=env,
@@ -82,10 +87,38 @@ def run_child(command: Sequence[str], env: dict[str, str]) -> ChildRun:
         check=False,
     )
     seconds = time.perf_counter() - started
+    simulator_cpu_s = _own_cpu_s() - simulator_started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}")
     output, _, report = result.stdout.rstrip().rpartition("\n")
-    return ChildRun(seconds, int(report.removeprefix("maxrss_kb=")) / 1024, output)
+    fields = dict(part.split("=") for part in report.split())
+    return ChildRun(
+        seconds,
+        int(fields["maxrss_kb"]) / 1024,
+        float(fields["cpu_s"]),
+        simulator_cpu_s,
+        output,
+    )
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def postgres_cpu_s() -> float | None:
+    """CPU used so far by this machine's PostgreSQL processes (Linux); None if not local."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(") ")
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            # Its own time and that of its exited children (backends that closed).
+            total += sum(int(f) for f in fields[11:15]) / ticks
+    return total or None
 
 
 async def run_child_async(command: Sequence[str], env: dict[str, str]) -> ChildRun:
@@ -253,7 +286,9 @@ async def bench_database(
              "--gateway-keys", ",".join(g.key for g in gateways)],
             env,
         )  # fmt: skip
+        postgres_before = postgres_cpu_s() if label == "postgresql" else None
         first = await run_child_async([*HARVESTER, "sync"], env)
+        postgres_after = postgres_cpu_s() if label == "postgresql" else None
         quiet = await run_child_async([*HARVESTER, "sync"], env)
         change_a_little(service)
         changed = await run_child_async([*HARVESTER, "sync"], env)
@@ -264,11 +299,21 @@ async def bench_database(
             "first_pass_s": round(first.seconds, 2),
             "first_pass_sessions_per_s": round(total / first.seconds),
             "first_pass_peak_rss_mb": round(first.peak_rss_mb, 1),
+            # CPU is steadier than wall time on a shared machine, and shows where it goes.
+            "first_pass_cpu_s_harvester": round(first.cpu_s, 2),
+            "first_pass_cpu_s_database": (
+                round(postgres_after - postgres_before, 2)
+                if postgres_before is not None and postgres_after is not None
+                else "-"
+            ),
+            "first_pass_cpu_s_simulator": round(first.simulator_cpu_s, 2),
             "baseline_s": round(base.seconds, 2),
             "first_pass_vs_baseline": round(first.seconds / base.seconds, 2),
             "full_pass_requests_per_gateway": max(requests_per_gateway(first.output)),
             "quiet_pass_s": round(quiet.seconds, 2),
             "quiet_pass_requests_per_gateway": max(requests_per_gateway(quiet.output)),
+            # What the interpreter, the libraries and the connections take on their own.
+            "quiet_pass_peak_rss_mb": round(quiet.peak_rss_mb, 1),
             "changed_pass_requests_per_gateway": max(requests_per_gateway(changed.output)),
             "settled_quiet_pass_requests_per_gateway": max(requests_per_gateway(settled.output)),
         }
