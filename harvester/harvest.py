@@ -28,7 +28,7 @@ from harvester.errors import ApiError, ApiUnavailable, HarvesterError, StoreErro
 from harvester.normalize import normalize_page
 from harvester.paging import PageView, Step, next_step
 from harvester.passes import PageKind, PassLedger, choose_mode, locate
-from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
+from harvester.records import Gateway, NormalizedPage, RunMode, RunStatus, SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,14 @@ async def harvest_gateway(
     return summary
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A page as the service sent it, and cleaned."""
+
+    page: SessionsPage
+    normalized: NormalizedPage
+
+
 class _Pass:
     """One run over one gateway while holding its lock; fills in the summary."""
 
@@ -200,12 +208,12 @@ class _Pass:
         fetching = asyncio.ensure_future(self._fetch(page_num))
         try:
             while True:
-                page, step = await fetching
+                answer, step = await fetching
                 if page_num == 1 and step is not Step.DONE:
-                    await self.read_tail_early(page.total_count)
+                    await self.read_tail_early(answer.page.total_count)
                 if step is not Step.DONE:
                     fetching = asyncio.ensure_future(self._fetch(page_num + 1))
-                await self.store(page_num, page, step)
+                await self.store(page_num, answer, step)
                 if step is Step.DONE:
                     break
                 page_num += 1
@@ -235,7 +243,7 @@ class _Pass:
             page = await self.client.list_sessions(
                 self.gateway, page_num, self.page_size, self.tally
             )
-            await self.store(page_num, page, Step.NEXT, kind="jump")
+            await self.store(page_num, self._answer(page), Step.NEXT, kind="jump")
 
     async def incremental_pass(self) -> None:
         """The head, then the pages where stored, still-moving sessions should be.
@@ -383,16 +391,16 @@ class _Pass:
         self, page_num: int, *, kind: PageKind = "sweep"
     ) -> tuple[tuple[list[SessionRecord], store.PageCounts], Step]:
         """Fetch one page, store what this pass has not stored yet, account for it."""
-        page, step = await self._fetch(page_num)
-        return await self.store(page_num, page, step, kind=kind), step
+        answer, step = await self._fetch(page_num)
+        return await self.store(page_num, answer, step, kind=kind), step
 
     async def store(
-        self, page_num: int, page: SessionsPage, step: Step, *, kind: PageKind = "sweep"
+        self, page_num: int, answer: _Answer, step: Step, *, kind: PageKind = "sweep"
     ) -> tuple[list[SessionRecord], store.PageCounts]:
         """Store what this pass has not stored yet of a fetched page; account for it."""
         summary, gateway = self.summary, self.gateway
+        page, normalized = answer.page, answer.normalized
         summary.total_count = page.total_count
-        normalized = normalize_page(page.sessions, gateway)
         fresh = [r for r in normalized.records if not self.ledger.has_seen(r.session_id)]
         self.ledger.observe(
             page_num, page.total_count, normalized.records, last=step is Step.DONE, kind=kind
@@ -435,8 +443,12 @@ class _Pass:
             self.on_page(summary)
         return normalized.records, counts
 
-    async def _fetch(self, page_num: int) -> tuple[SessionsPage, Step]:
-        """One page answer; a page that contradicts totalCount is read again a few times."""
+    def _answer(self, page: SessionsPage) -> _Answer:
+        return _Answer(page, normalize_page(page.sessions, self.gateway))
+
+    async def _fetch(self, page_num: int) -> tuple[_Answer, Step]:
+        """One page answer, cleaned as soon as it arrives (while the previous page is being
+        written); a page that contradicts totalCount is read again a few times."""
         for attempt in range(MAX_REREADS_PER_PAGE + 1):
             page = await self.client.list_sessions(
                 self.gateway, page_num, self.page_size, self.tally
@@ -444,7 +456,7 @@ class _Pass:
             view = PageView(page_num, self.page_size, len(page.sessions), page.total_count)
             step = next_step(view)
             if step is not Step.REREAD:
-                return page, step
+                return self._answer(page), step
             if attempt < MAX_REREADS_PER_PAGE:
                 self.summary.rereads += 1
                 log.warning(

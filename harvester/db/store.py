@@ -293,7 +293,7 @@ async def store_page(
         result = await conn.exec_driver_sql(
             _PG_PAGE_SQL, (*_pg_columns(records), *(values[name] for name in _PG_PARAMS))
         )
-        inserted, updated, state_changes, runs = result.one()
+        inserted, updated, state_changes, runs = tuple(result.one())
         if runs != 1:
             raise LookupError(f"harvest run {run_id} does not exist")
     else:
