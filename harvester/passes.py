@@ -39,12 +39,18 @@ class PageFacts:
 
 @dataclass(slots=True)
 class PassLedger:
-    """Ids seen, drift observed and the proven coverage of one pass."""
+    """Ids seen, drift observed and the proven coverage of one pass.
+
+    Ids are kept as their 64-bit `hash()` (SipHash, keyed afresh in each process): a
+    pass over 25,000 sessions holds 0.8 MB of them instead of 1.8 MB of strings. Two ids
+    of one gateway colliding in one pass (odds about 1 in 10^10) would let the pass skip
+    the second as already seen; a later pass, keyed differently, stores it.
+    """
 
     #: ids read by the sweep and its re-reads; repeats among them are drift
-    swept: set[str] = field(default_factory=set)
+    swept: set[int] = field(default_factory=set)
     #: ids read only on pages out of order (few: the tail, pages of open sessions)
-    jumped: set[str] = field(default_factory=set)
+    jumped: set[int] = field(default_factory=set)
     ordered: bool = True
     total_count_changes: int = 0
     repeated_ids: int = 0
@@ -53,7 +59,7 @@ class PassLedger:
     gaps: list[Gap] = field(default_factory=list)
     _last_total: int | None = None
     #: the sweep's page read last: number, ids, totalCount, oldest and newest createTime
-    _previous: tuple[int, frozenset[str], int, int | None, int | None] | None = None
+    _previous: tuple[int, frozenset[int], int, int | None, int | None] | None = None
 
     def observe(
         self,
@@ -70,7 +76,7 @@ class PassLedger:
         are drift. A `reread` is checked the same way but repeats are expected. A `jump`
         (a page read out of order) proves only what lies inside it.
         """
-        ids = [r.session_id for r in records]
+        ids = [hash(r.session_id) for r in records]
         times = [r.create_time_ms for r in records if r.create_time_ms is not None]
         repeats = sum(1 for i in ids if i in self.swept) if kind == "sweep" else 0
         in_order = all(a >= b for a, b in itertools.pairwise(times))
@@ -81,7 +87,7 @@ class PassLedger:
             fresh_times = [
                 r.create_time_ms
                 for r in records
-                if r.create_time_ms is not None and r.session_id not in previous[1]
+                if r.create_time_ms is not None and hash(r.session_id) not in previous[1]
             ]
             in_order = in_order and all(t <= oldest_before for t in fresh_times)
         if not in_order:
@@ -127,7 +133,8 @@ class PassLedger:
 
     def has_seen(self, session_id: str) -> bool:
         """Whether any page of the pass listed this session."""
-        return session_id in self.swept or session_id in self.jumped
+        key = hash(session_id)
+        return key in self.swept or key in self.jumped
 
     def _close_gaps(self, low_ms: int, high_ms: int) -> None:
         remaining: list[Gap] = []
