@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from harvester.api.client import ApiClient, RequestTally, SessionsPage
 from harvester.db import locks, store
@@ -108,12 +108,14 @@ async def harvest_gateway(
     extra = {"target": gateway.key}
     summary = RunSummary(gateway=gateway, mode="full")
     try:
-        async with locks.gateway_lock(engine, gateway) as held:
-            if not held:
+        async with locks.gateway_lock(engine, gateway) as lock:
+            if not lock.held:
                 summary.status = "skipped"
                 log.debug("another harvester is running this gateway; skipping", extra=extra)
                 return summary
-            run = _Pass(engine, client, summary, page_size=page_size, on_page=on_page)
+            run = _Pass(
+                engine, client, summary, page_size=page_size, on_page=on_page, writer=lock.conn
+            )
             await run.run(force_full=force_full, full_interval_s=full_interval_s)
     except (SQLAlchemyError, OSError) as exc:
         summary.status = "failed"
@@ -141,8 +143,12 @@ class _Pass:
         *,
         page_size: int,
         on_page: PageCallback | None,
+        writer: AsyncConnection | None = None,
     ) -> None:
         self.engine = engine
+        #: the autocommit connection holding the gateway's lock: pages are written on it
+        #: (PostgreSQL); None: a transaction per page on a pooled connection (SQLite)
+        self.writer = writer
         self.client = client
         self.summary = summary
         self.gateway = summary.gateway
@@ -417,19 +423,25 @@ class _Pass:
             "total_count": page.total_count,
         }
         assert summary.run_id is not None
-        async with self.engine.begin() as conn:
+        # Requests made so far; the next page's fetch may add more while this one is
+        # written, and those belong to the next page's count (or the run's close).
+        requests = self.tally.requests
+        async with contextlib.AsyncExitStack() as stack:
+            conn = self.writer
+            if conn is None:
+                conn = await stack.enter_async_context(self.engine.begin())
             counts = await store.store_page(
                 conn,
                 run_id=summary.run_id,
                 gateway=gateway,
                 records=fresh,
-                requests=self.tally.requests - self.recorded_requests,
+                requests=requests - self.recorded_requests,
                 skipped=normalized.skipped,
                 invalid_values=normalized.invalid_values,
                 checkpoint=checkpoint,
                 now=utc_now(),
             )
-        self.recorded_requests = self.tally.requests
+        self.recorded_requests = requests
         summary.pages += 1
         summary.seen += len(fresh)
         summary.inserted += counts.inserted

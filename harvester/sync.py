@@ -76,8 +76,8 @@ async def close_abandoned_runs(engine: AsyncEngine) -> int:
         gateways = await store.gateways_with_open_runs(conn)
     closed = 0
     for gateway in gateways:
-        async with locks.gateway_lock(engine, gateway) as held:
-            if held:
+        async with locks.gateway_lock(engine, gateway) as lock:
+            if lock.held:
                 async with engine.begin() as conn:
                     closed += await store.fail_open_runs(conn, gateway, finished_at=utc_now())
     if closed:

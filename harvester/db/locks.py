@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,18 +28,35 @@ def lock_key(gateway: Gateway) -> str:
     return f"harvester:{gateway.workspace_id}/{gateway.compute_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayLock:
+    """Whether this process holds a gateway's lock, and on PostgreSQL the connection
+    holding it.
+
+    That connection is in autocommit mode and a run writes its pages on it, one
+    statement each (atomic on its own): pages are only ever written while the lock is
+    held, and with no BEGIN, COMMIT or pool checkout per page.
+    """
+
+    held: bool
+    conn: AsyncConnection | None = None
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
 @asynccontextmanager
-async def gateway_lock(engine: AsyncEngine, gateway: Gateway) -> AsyncIterator[bool]:
+async def gateway_lock(engine: AsyncEngine, gateway: Gateway) -> AsyncIterator[GatewayLock]:
     """Try to take the gateway's lock; yield whether this process holds it."""
     if engine.dialect.name != "postgresql":
-        yield True
+        yield GatewayLock(held=True)
         return
     key = lock_key(gateway)
     async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         held = bool((await conn.execute(_TRY_LOCK, {"key": key})).scalar_one())
-        await conn.commit()
         try:
-            yield held
+            yield GatewayLock(held, conn if held else None)
         finally:
             if held:
                 await _unlock(conn, key)
@@ -47,7 +65,6 @@ async def gateway_lock(engine: AsyncEngine, gateway: Gateway) -> AsyncIterator[b
 async def _unlock(conn: AsyncConnection, key: str) -> None:
     try:
         await conn.execute(_UNLOCK, {"key": key})
-        await conn.commit()
     except (SQLAlchemyError, OSError):
         # Dropping the connection frees the lock just as well.
         await conn.invalidate()

@@ -4,8 +4,9 @@ Every function takes the connection first; the caller owns the transaction, one 
 (DESIGN §6: a page's sessions, state changes, run counters and checkpoint commit together).
 
 On PostgreSQL a page is written by ONE statement (data-modifying CTEs): one round trip,
-atomic on its own. SQLite cannot modify data in a CTE, so there the same steps are a few
-statements inside the caller's transaction. Both skip unchanged rows inside the database.
+atomic on its own, so a run sends it on its autocommit lock connection (db.locks).
+SQLite cannot modify data in a CTE, so there the same steps are a few statements inside
+the caller's transaction. Both skip unchanged rows inside the database.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ def test_migrate_then_sync_into_the_default_sqlite(tmp_path: Path, env: dict[str
     again = run(["sync", "--target", lines[0].split()[0].removeprefix("target=")], env, tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(again.stdout.strip().splitlines()) == 1
-    assert " new=0 updated=0 unchanged=150 " in again.stdout
+    # Incremental: the first page already holds stored sessions, so nothing lies beyond.
+    assert " mode=incremental pages=1 requests=1 new=0 updated=0 unchanged=100 " in again.stdout
 
 
 def test_sync_before_migrate_says_what_to_do(tmp_path: Path, env: dict[str, str]) -> None:

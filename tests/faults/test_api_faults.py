@@ -30,6 +30,16 @@ from harvester.sync import run_sync
 FAULT_RATE = 0.25 / len(API_FAULTS)
 
 
+async def stored_requests(database_url: str) -> dict[int, int]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(harvest_runs.c.id, harvest_runs.c.requests))
+            return {row.id: row.requests for row in rows}
+    finally:
+        await engine.dispose()
+
+
 async def test_fault_mix_sync_stores_exactly_what_the_api_lists(database_url: str) -> None:
     service = make_service(seed=5, sessions_per_gateway=50)
     for kind in API_FAULTS:
@@ -46,6 +56,8 @@ async def test_fault_mix_sync_stores_exactly_what_the_api_lists(database_url: st
 
         result = await run_sync(settings, credentials=DEMO, on_page=force_one)
         assert result.ok, [r.error for r in result.runs] + result.errors
+        # Every request is on its run's row, also those made while a page was written.
+        assert await stored_requests(database_url) == {r.run_id: r.requests for r in result.runs}
         # A second pass through the same storm changes nothing and still succeeds.
         again = await run_sync(settings, credentials=DEMO)
     assert again.ok, [r.error for r in again.runs] + again.errors
