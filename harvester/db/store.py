@@ -44,35 +44,15 @@ from harvester.db.tables import (
 from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
 # (record field, PostgreSQL array element type it is sent as) in SessionRecord order.
-# jsonb travels as text and numeric as Python's shortest float text, so PostgreSQL
-# parses each value once; times stay epoch milliseconds and are converted in SQL.
+# Only text and bigint travel: asyncpg encodes them in C, where jsonb would go through a
+# Python encoder per value. jsonb and numeric are cast in SQL (parsed once either way,
+# numeric from Python's shortest float text); times are converted from epoch ms in SQL.
 _RECORD_FIELDS: Final = tuple(
-    (field.name, pg_type)
-    for field, pg_type in zip(
-        dataclasses.fields(SessionRecord),
-        (
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "jsonb",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "bigint",
-            "bigint",
-            "text",
-            "bigint",
-            "bigint",
-            "jsonb",
-        ),
-        strict=True,
-    )
+    (field.name, "bigint" if field.name.endswith(("_ms", "_seconds")) else "text")
+    for field in dataclasses.fields(SessionRecord)
 )
+#: the fields whose column type is not the type they travel as
+_PG_CASTS: Final = {"spark_conf": "jsonb", "cu_hours": "numeric", "raw": "jsonb"}
 #: columns filled from the API, in table order; changes to any of them are "real change"
 SOURCE_COLUMNS: Final = tuple(name.removesuffix("_ms") for name, _ in _RECORD_FIELDS)
 
@@ -95,8 +75,8 @@ def _page_document(records: Sequence[SessionRecord]) -> str:
 def _pg_value(name: str) -> str:
     if name.endswith("_ms"):
         return f"timestamptz 'epoch' + i.{name} * interval '1 millisecond'"
-    if name == "cu_hours":
-        return f"CAST(i.{name} AS numeric)"
+    if name in _PG_CASTS:
+        return f"CAST(i.{name} AS {_PG_CASTS[name]})"
     return f"i.{name}"
 
 
