@@ -43,10 +43,11 @@ from harvester.db.tables import (
 )
 from harvester.records import Gateway, RunMode, RunStatus, SessionRecord
 
-# (record field, PostgreSQL array element type it is sent as) in SessionRecord order.
-# Only text and bigint travel: asyncpg encodes them in C, where jsonb would go through a
-# Python encoder per value. jsonb and numeric are cast in SQL (parsed once either way,
-# numeric from Python's shortest float text); times are converted from epoch ms in SQL.
+# (record field, PostgreSQL type it travels as) in SessionRecord order: the fields of
+# PAGE_ROW_TYPE. Only text and bigint travel: asyncpg encodes them in C, where jsonb
+# would go through a Python encoder per value. jsonb and numeric are cast in SQL (parsed
+# once either way, numeric from Python's shortest float text); times are converted from
+# epoch ms in SQL.
 _RECORD_FIELDS: Final = tuple(
     (field.name, "bigint" if field.name.endswith(("_ms", "_seconds")) else "text")
     for field in dataclasses.fields(SessionRecord)
@@ -80,28 +81,37 @@ def _pg_value(name: str) -> str:
     return f"i.{name}"
 
 
-def _pg_columns(records: Sequence[SessionRecord]) -> list[list[Any]]:
-    """The page as one array per column: asyncpg sends them binary, unnest() reads them."""
+#: The composite type a page travels as on PostgreSQL (revision 0006): one array of rows,
+#: which asyncpg encodes with its C record codec (one array of values per column costs
+#: twice the client CPU: asyncpg checks every element for nesting).
+PAGE_ROW_TYPE: Final = "livy_sessions_page_row"
+
+
+def _pg_rows(records: Sequence[SessionRecord]) -> list[tuple[Any, ...]]:
+    """The page as PAGE_ROW_TYPE rows, fields in _RECORD_FIELDS order."""
     dumps = orjson.dumps
     return [
-        [r.session_id for r in records],
-        [r.workspace_id for r in records],
-        [r.compute_id for r in records],
-        [r.region_id for r in records],
-        [r.name for r in records],
-        [r.state for r in records],
-        [None if r.spark_conf is None else dumps(r.spark_conf).decode() for r in records],
-        [r.spark_conf_raw for r in records],
-        [r.proxy_user for r in records],
-        [r.queue for r in records],
-        [r.info for r in records],
-        [r.web_ui for r in records],
-        [r.create_time_ms for r in records],
-        [r.end_time_ms for r in records],
-        [None if r.cu_hours is None else repr(r.cu_hours) for r in records],
-        [r.vcore_seconds for r in records],
-        [r.mb_seconds for r in records],
-        [dumps(r.raw).decode() for r in records],
+        (
+            r.session_id,
+            r.workspace_id,
+            r.compute_id,
+            r.region_id,
+            r.name,
+            r.state,
+            None if r.spark_conf is None else dumps(r.spark_conf).decode(),
+            r.spark_conf_raw,
+            r.proxy_user,
+            r.queue,
+            r.info,
+            r.web_ui,
+            r.create_time_ms,
+            r.end_time_ms,
+            None if r.cu_hours is None else repr(r.cu_hours),
+            r.vcore_seconds,
+            r.mb_seconds,
+            dumps(r.raw).decode(),
+        )
+        for r in records
     ]
 
 
@@ -127,21 +137,19 @@ def _changed(old: str, new: str, *, operator: str) -> str:
 _COLUMN_LIST: Final = ", ".join(SOURCE_COLUMNS)
 _UPDATE_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in _MUTABLE_COLUMNS)
 
-#: positional parameters after the page's columns, in this order
+#: positional parameters after the page's rows ($1), in this order
 _PG_PARAMS: Final = (
     "now", "requests", "seen", "skipped", "invalid_values", "run_id", "checkpoint",
     "workspace_id", "compute_id",
 )  # fmt: skip
 
 
-_P: Final = {name: f"${len(_RECORD_FIELDS) + n}" for n, name in enumerate(_PG_PARAMS, 1)}
+_P: Final = {name: f"${n}" for n, name in enumerate(_PG_PARAMS, 2)}
 
 
 _PG_PAGE_SQL: Final = f"""
 WITH incoming AS (
-    SELECT * FROM unnest({
-    ", ".join(f"${n}::{pg_type}[]" for n, (_, pg_type) in enumerate(_RECORD_FIELDS, 1))
-}) AS i({", ".join(name for name, _ in _RECORD_FIELDS)})
+    SELECT * FROM unnest(CAST($1 AS {PAGE_ROW_TYPE}[])) AS i
 ),
 previous AS (
     -- = ANY(array) keeps this an index lookup per id, whatever the table's statistics say
@@ -272,7 +280,7 @@ async def store_page(
             "compute_id": gateway.compute_id,
         }
         result = await conn.exec_driver_sql(
-            _PG_PAGE_SQL, (*_pg_columns(records), *(values[name] for name in _PG_PARAMS))
+            _PG_PAGE_SQL, (_pg_rows(records), *(values[name] for name in _PG_PARAMS))
         )
         inserted, updated, state_changes, runs = tuple(result.one())
         if runs != 1:

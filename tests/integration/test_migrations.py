@@ -91,3 +91,22 @@ async def test_postgres_types_are_the_sql_contract(postgres_url: str) -> None:
             assert dict(rows.all()) == CONTRACT_TYPES
     finally:
         await engine.dispose()
+
+
+async def test_the_page_row_type_has_the_fields_a_page_is_sent_with(postgres_url: str) -> None:
+    from harvester.db import store
+
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                    " JOIN pg_type t ON t.typrelid = a.attrelid"
+                    " WHERE t.typname = :name AND a.attnum > 0 ORDER BY a.attnum"
+                ),
+                {"name": store.PAGE_ROW_TYPE},
+            )
+            assert [tuple(row) for row in rows] == list(store._RECORD_FIELDS)
+    finally:
+        await engine.dispose()
