@@ -9,9 +9,11 @@ that cannot be parsed becomes None and is counted; a record without a usable ses
 is skipped and counted. Nothing here raises on bad data: one odd record must never stop
 a harvest.
 
-This runs for every record of every page, so a clean record with the documented types
-takes a straight path: one scan proves it clean, then each field is taken as is. The deep
-copy and the coercions only run for the records and values that need them.
+This runs for every record of every page, so a record with the documented types and
+nothing to clean takes a straight path (`_normalize_documented`): its checks are fused
+into one function, without a call per field. Every other record takes the general path
+(`_normalize`), which cleans, copies and coerces; both give the same result for the
+records the straight path takes.
 """
 
 from __future__ import annotations
@@ -77,11 +79,133 @@ def normalize_session(raw: object, gateway: Gateway) -> tuple[SessionRecord | No
     Returns (None, [why]) when the record cannot be stored at all (skipped); otherwise the
     record and one problem text per field value that was invalid and stored as None.
     """
+    if type(raw) is dict:
+        fast = _normalize_documented(raw, gateway)
+        if fast is not None:
+            return fast
     try:
         return _normalize(raw, gateway)
     except (_TooDeepError, RecursionError):
         # Not a session the API would send; storing it would fail the whole page.
         return None, [f"skipped: nested more than {MAX_DEPTH} levels deep"]
+
+
+#: The fields of a session as the API documents them; others are kept in `raw` only.
+_DOCUMENTED_KEYS: Final = frozenset(
+    ("sessionId", "computeId", "name", "state", "queue", "info", "webUI", "sparkConf",
+     "createTime", "endTime", "cuHours", "vcoreSeconds", "mbSeconds")
+)  # fmt: skip
+
+
+def _normalize_documented(
+    raw: dict[str, Any], gateway: Gateway
+) -> tuple[SessionRecord, list[str]] | None:
+    """`_normalize` for the common record, in one pass without per-field calls.
+
+    Takes a record whose documented fields are absent, None or of their documented type
+    and range, with no NUL and no lone surrogate anywhere; returns None for anything
+    else, which `_normalize` then handles. For the records it takes, the result is the
+    same as `_normalize`'s (a property test holds them to that).
+    """
+    get = raw.get
+    session_id = get("sessionId")
+    compute_id = get("computeId")
+    name = get("name")
+    state = get("state")
+    queue = get("queue")
+    info = get("info")
+    web_ui = get("webUI")
+    conf = get("sparkConf")
+    # Text fields: str or None; one join lets one search cover them all for NUL.
+    if (
+        type(session_id) is not str
+        or not session_id.strip()
+        or (compute_id is not None and type(compute_id) is not str)
+        or (name is not None and type(name) is not str)
+        or (state is not None and type(state) is not str)
+        or (queue is not None and type(queue) is not str)
+        or (info is not None and type(info) is not str)
+        or (web_ui is not None and type(web_ui) is not str)
+        or (conf is not None and type(conf) is not str)
+    ):
+        return None
+    text = "".join(
+        [session_id, compute_id or "", name or "", state or "", queue or "", info or "",
+         web_ui or "", conf or ""]
+    )  # fmt: skip
+    if _NUL in text or not (text.isascii() or _SURROGATE.search(text) is None):
+        return None
+    create_time_ms = get("createTime")
+    end_time_ms = get("endTime")
+    cu_hours = get("cuHours")
+    vcore_seconds = get("vcoreSeconds")
+    mb_seconds = get("mbSeconds")
+    if (
+        (
+            create_time_ms is not None
+            and (type(create_time_ms) is not int or not 0 < create_time_ms <= _MAX_TIME_MS)
+        )
+        or (
+            end_time_ms is not None
+            and (type(end_time_ms) is not int or not 0 <= end_time_ms <= _MAX_TIME_MS)
+        )
+        or (
+            vcore_seconds is not None
+            and (type(vcore_seconds) is not int or not _INT64_MIN <= vcore_seconds <= _INT64_MAX)
+        )
+        or (
+            mb_seconds is not None
+            and (type(mb_seconds) is not int or not _INT64_MIN <= mb_seconds <= _INT64_MAX)
+        )
+    ):
+        return None
+    if type(cu_hours) is not float or not isfinite(cu_hours):
+        if type(cu_hours) is int and _INT64_MIN <= cu_hours <= _INT64_MAX:
+            cu_hours = float(cu_hours)
+        elif cu_hours is not None:
+            return None
+    if not _DOCUMENTED_KEYS.issuperset(raw):
+        # Other fields only go to `raw`: they must be storable as they are.
+        extra = raw.keys() - _DOCUMENTED_KEYS
+        try:
+            keys = "".join(extra)
+        except TypeError:  # a key that is not text
+            return None
+        if _NUL in keys or not _is_utf8(keys):
+            return None
+        if not _is_clean_list([raw[key] for key in extra], 1):
+            return None
+    problems: list[str] = []
+    if conf is None:
+        spark_conf, spark_conf_raw, proxy_user = None, None, None
+    else:
+        spark_conf, spark_conf_raw = _spark_conf(conf, conf, problems)
+        proxy_user = spark_conf.get("proxyUser") if spark_conf is not None else None
+    # Positional: a dozen keyword arguments cost more than the rest of this function.
+    record = SessionRecord(
+        session_id,  # type: ignore[arg-type]  # a SessionId: checked to be usable above
+        gateway.workspace_id,
+        compute_id or gateway.compute_id,  # type: ignore[arg-type]  # a ComputeId
+        gateway.region_id,
+        name,
+        state,
+        spark_conf,
+        spark_conf_raw,
+        proxy_user if type(proxy_user) is str else None,
+        queue,
+        None if info == "null" else info,
+        web_ui,
+        create_time_ms,
+        end_time_ms or None,  # 0: not ended yet
+        cu_hours,
+        vcore_seconds,
+        mb_seconds,
+        dict(raw),  # a copy, so the record never shares its top level with the caller
+    )
+    if problems:
+        prefix = f"session {_preview(session_id)}: "
+        problems = [prefix + problem for problem in problems]
+    return record, problems
 
 
 def _normalize(raw: object, gateway: Gateway) -> tuple[SessionRecord | None, list[str]]:
@@ -104,51 +228,18 @@ def _normalize(raw: object, gateway: Gateway) -> tuple[SessionRecord | None, lis
     problems: list[str] = []
     spark_conf, spark_conf_raw = _spark_conf(get("sparkConf"), stored.get("sparkConf"), problems)
     proxy_user = spark_conf.get("proxyUser") if spark_conf is not None else None
-    # Each field is taken as is when it already has the documented type (the common case,
-    # without a function call); the `_*_field` helpers coerce or reject everything else.
-    value = get("computeId")
-    compute_id = value if type(value) is str else _text_field(value, "computeId", problems)
-    value = get("name")
-    name = value if type(value) is str else _text_field(value, "name", problems)
-    value = get("state")
-    state = value if type(value) is str else _text_field(value, "state", problems)
-    value = get("queue")
-    queue = value if type(value) is str else _text_field(value, "queue", problems)
-    value = get("info")
-    info = value if type(value) is str else _text_field(value, "info", problems)
-    value = get("webUI")
-    web_ui = value if type(value) is str else _text_field(value, "webUI", problems)
-    value = get("createTime")
-    create_time_ms = (
-        value
-        if type(value) is int and 0 < value <= _MAX_TIME_MS
-        else _time_field(value, "createTime", problems, zero_is_absent=False)
-    )
-    value = get("endTime")
-    end_time_ms = (
-        value
-        if type(value) is int and 0 < value <= _MAX_TIME_MS
-        else _time_field(value, "endTime", problems, zero_is_absent=True)
-    )
-    value = get("cuHours")
-    # isfinite: after `_clean` (storable=False), `source` still holds NaN, to be counted.
-    cu_hours = (
-        value
-        if type(value) is float and isfinite(value)
-        else _float_field(value, "cuHours", problems)
-    )
-    value = get("vcoreSeconds")
-    vcore_seconds = (
-        value
-        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
-        else _int_field(value, "vcoreSeconds", problems)
-    )
-    value = get("mbSeconds")
-    mb_seconds = (
-        value
-        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
-        else _int_field(value, "mbSeconds", problems)
-    )
+    compute_id = _text_field(get("computeId"), "computeId", problems)
+    name = _text_field(get("name"), "name", problems)
+    state = _text_field(get("state"), "state", problems)
+    queue = _text_field(get("queue"), "queue", problems)
+    info = _text_field(get("info"), "info", problems)
+    web_ui = _text_field(get("webUI"), "webUI", problems)
+    create_time_ms = _time_field(get("createTime"), "createTime", problems, zero_is_absent=False)
+    end_time_ms = _time_field(get("endTime"), "endTime", problems, zero_is_absent=True)
+    # `source` may still hold NaN (`_clean` keeps it when not storable): counted here.
+    cu_hours = _float_field(get("cuHours"), "cuHours", problems)
+    vcore_seconds = _int_field(get("vcoreSeconds"), "vcoreSeconds", problems)
+    mb_seconds = _int_field(get("mbSeconds"), "mbSeconds", problems)
     record = SessionRecord(
         session_id=SessionId(session_id),
         workspace_id=gateway.workspace_id,
