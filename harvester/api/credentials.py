@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 from harvester.api.signing import Credentials
@@ -37,15 +38,26 @@ class ChainCredentials:
     """The default chain of `alibabacloud_credentials`: env, OIDC/RRSA, profiles, ECS role.
 
     The library caches and refreshes temporary credentials itself, so asking per request
-    is cheap and always gives valid STS tokens.
+    is cheap and always gives valid STS tokens. When the environment holds a key pair, the
+    chain's first link answers with it on every call: it is taken from there directly,
+    without loading the library (tens of ms and MB at start-up, for nothing).
     """
 
     def __init__(self) -> None:
+        key_id = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        secret = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        self._from_env: Credentials | None = None
+        if key_id and secret:
+            token = os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None
+            self._from_env = Credentials(key_id, secret, token)
+            return
         from alibabacloud_credentials.client import Client
 
         self._client = Client()
 
     async def get(self) -> Credentials:
+        if self._from_env is not None:
+            return self._from_env
         try:
             model = await self._client.get_credential_async()
         except Exception as exc:
