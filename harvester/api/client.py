@@ -323,8 +323,12 @@ class ApiClient:
         cls, settings: ApiSettings, credentials: CredentialsProvider
     ) -> AsyncIterator[ApiClient]:
         """A client with its own pooled HTTP session, closed on exit."""
-        ssl_context = ssl.create_default_context(
-            cafile=str(settings.ca_bundle) if settings.ca_bundle else None
+        # Without a CA bundle, aiohttp's own verifying context (made when it is imported:
+        # the system CAs, nothing else) serves; a second copy costs ~15 ms and memory.
+        ssl_context: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(settings.ca_bundle))
+            if settings.ca_bundle
+            else True
         )
         connector = aiohttp.TCPConnector(
             limit=settings.max_concurrency, ssl=ssl_context, ttl_dns_cache=300
