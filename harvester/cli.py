@@ -8,6 +8,7 @@ configuration error.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -163,6 +164,19 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="harvester")
 def main() -> None:
     """Keep a complete, queryable history of EMR Serverless Spark Livy Gateway sessions."""
+    # A page makes thousands of short-lived containers; with the default threshold (700)
+    # the collector runs, and promotes them, while they are still in use.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+#: allocations (net of frees) between collections of the youngest generation
+GC_YOUNG_THRESHOLD = 2000
+
+
+def freeze_startup_objects() -> None:
+    """Exempt what start-up loaded (modules, classes, settings: it lives as long as the
+    process) from garbage collection, so a full collection looks only at newer objects."""
+    gc.freeze()
 
 
 @main.command()
@@ -221,6 +235,7 @@ def sync(
     from harvester.sync import run_sync
 
     settings = load(config, log_level, log_format)
+    freeze_startup_objects()
     interactive = sys.stderr.isatty()
     if interactive:
         from harvester.progress import SyncProgress
@@ -248,6 +263,7 @@ def run(config: Path | None, log_level: str | None, log_format: str | None) -> N
     from harvester.scheduler import Daemon
 
     settings = load(config, log_level, log_format)
+    freeze_startup_objects()
     run_async(Daemon(settings).run())
 
 
