@@ -316,6 +316,12 @@ class ApiClient:
         self.stats = RequestStats()
         #: called after every attempt with (operation, outcome) for metrics
         self.observers: list[Callable[[str, str], None]] = []
+        # The retry policy is the same for every call: built once, not per request.
+        self._retry = retry_if_exception_type(ApiUnavailable)
+        self._stop = stop_after_attempt(settings.max_attempts) | stop_before_delay(
+            settings.retry_budget
+        )
+        self._wait = _wait_s(wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0))
 
     @classmethod
     @asynccontextmanager
@@ -443,11 +449,10 @@ class ApiClient:
     ) -> T:
         """One operation with retries; `decode` runs inside each attempt, so a garbled
         answer that decoding refuses as transient (ApiUnavailable) is asked for again."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ApiUnavailable),
-            stop=stop_after_attempt(self._settings.max_attempts)
-            | stop_before_delay(self._settings.retry_budget),
-            wait=_wait_s(wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0)),
+        retrying = AsyncRetrying(  # per call: it holds the state of this call's attempts
+            retry=self._retry,
+            stop=self._stop,
+            wait=self._wait,
             reraise=True,
             before_sleep=self._before_sleep,
         )
