@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from harvester.api.credentials import ChainCredentials
@@ -38,3 +42,19 @@ async def test_a_key_pair_in_the_environment_is_what_the_chain_gives(
         expected.access_key_secret,
         expected.security_token,
     )
+
+
+def test_a_key_pair_in_the_environment_does_not_load_the_library() -> None:
+    # A fresh interpreter: this one may have loaded the library for other tests.
+    code = (
+        "import asyncio, sys\n"
+        "from harvester.api.credentials import ChainCredentials\n"
+        "asyncio.run(ChainCredentials().get())\n"
+        "assert 'alibabacloud_credentials' not in sys.modules, 'loaded'\n"
+    )
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "key-id",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "key-secret",
+    }
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
