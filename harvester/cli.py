@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,10 +109,23 @@ def load(config: Path | None, log_level: str | None, log_format: str | None) -> 
     return settings
 
 
+async def _then_drain_sqlite_threads(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await coroutine
+    finally:
+        # aiosqlite stops the thread of a connection that failed to open without waiting
+        # for it; the thread's last answer must reach the loop before the loop closes, or
+        # the thread dies printing a traceback. Bounded: a second at most.
+        for _ in range(100):
+            if not any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+                break
+            await asyncio.sleep(0.01)
+
+
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine, turning harvester errors into messages and exit statuses."""
     try:
-        return asyncio.run(coroutine)
+        return asyncio.run(_then_drain_sqlite_threads(coroutine))
     except ConfigError as exc:
         fail(exc.message, EXIT_CONFIG)
     except HarvesterError as exc:
