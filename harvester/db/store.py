@@ -151,13 +151,6 @@ _PG_PAGE_SQL: Final = f"""
 WITH incoming AS (
     SELECT * FROM unnest(CAST($1 AS {PAGE_ROW_TYPE}[])) AS i
 ),
-previous AS (
-    -- = ANY(array) keeps this an index lookup per id, whatever the table's statistics say
-    -- (a bulk first pass outruns ANALYZE, and a hash join would scan the whole table).
-    SELECT s.session_id, s.state
-    FROM livy_sessions AS s
-    WHERE s.session_id = ANY(ARRAY(SELECT i.session_id FROM incoming AS i))
-),
 written AS (
     INSERT INTO livy_sessions AS s ({_COLUMN_LIST}, first_seen_at, updated_at, gone_at)
     SELECT {", ".join(_pg_value(name) for name, _ in _RECORD_FIELDS)},
@@ -168,18 +161,25 @@ written AS (
                      THEN excluded.updated_at ELSE s.updated_at END,
         gone_at = NULL
     WHERE {_changed("s", "excluded", operator="IS DISTINCT FROM")} OR s.gone_at IS NOT NULL
-    RETURNING s.session_id, s.state
+    -- An update keeps first_seen_at: a row first seen now was inserted by this statement.
+    RETURNING s.session_id, s.state, s.first_seen_at = CAST({_P["now"]} AS timestamptz) AS new
 ),
 counts AS (
-    SELECT count(*) FILTER (WHERE p.session_id IS NULL) AS inserted,
-           count(*) FILTER (WHERE p.session_id IS NOT NULL) AS updated
-    FROM written AS w LEFT JOIN previous AS p ON p.session_id = w.session_id
+    SELECT count(*) FILTER (WHERE w.new) AS inserted, count(*) FILTER (WHERE NOT w.new) AS updated
+    FROM written AS w
 ),
 changes AS (
     INSERT INTO session_state_changes (session_id, from_state, to_state, observed_at)
-    SELECT w.session_id, p.state, w.state, CAST({_P["now"]} AS timestamptz)
-    FROM written AS w LEFT JOIN previous AS p ON p.session_id = w.session_id
-    WHERE p.session_id IS NULL OR p.state IS DISTINCT FROM w.state
+    SELECT c.session_id, c.from_state, c.state, CAST({_P["now"]} AS timestamptz)
+    FROM (
+        -- Every part of the statement reads the table as it was before it: the lookup
+        -- finds an updated session's previous state (and is skipped for new ones).
+        SELECT w.session_id, w.state, w.new, CASE WHEN w.new THEN NULL ELSE (
+            SELECT p.state FROM livy_sessions AS p WHERE p.session_id = w.session_id
+        ) END AS from_state
+        FROM written AS w
+    ) AS c
+    WHERE c.new OR c.from_state IS DISTINCT FROM c.state
     RETURNING 1
 ),
 run AS (
