@@ -17,7 +17,6 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A page rewrites the same index and ledger pages over and over; checkpointing every
     # 10,000 WAL pages (~40 MB) instead of 1,000 copies each of them to the database file
