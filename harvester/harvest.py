@@ -317,8 +317,9 @@ class _Pass:
             return None  # cannot be placed in the listing; the next full pass refreshes it
         created_ms = int(session.create_time.timestamp() * 1000)
         page_num = (session.position + shift) // self.page_size + 1
-        if self.summary.total_count is not None:
-            page_num = min(page_num, max(1, -(-self.summary.total_count // self.page_size)))
+        last_page = self._last_page()
+        if last_page is not None:
+            page_num = min(page_num, last_page)
         for _ in range(MAX_PAGES_PER_OPEN_SESSION):
             if page_num not in self.page_times:
                 (records, _), _ = await self.read_records(page_num, kind="jump")
@@ -328,10 +329,9 @@ class _Pass:
             if self.ledger.has_seen(session.session_id):
                 return None
             direction = locate(created_ms, self.page_times.get(page_num, ()))
-            last_page = max(1, -(-(self.summary.total_count or 0) // self.page_size))
             if direction == "earlier" and page_num > 1:
                 page_num -= 1
-            elif direction == "later" and page_num < last_page:
+            elif direction == "later" and page_num < (self._last_page() or 1):
                 page_num += 1
             else:
                 break
@@ -341,6 +341,11 @@ class _Pass:
             extra=self.extra,
         )
         return None
+
+    def _last_page(self) -> int | None:
+        """The last page number by the totalCount read last (None before any read)."""
+        total = self.summary.total_count
+        return None if total is None else max(1, -(-total // self.page_size))
 
     async def close_gaps(self) -> None:
         """Re-read around boundaries the pass could not prove contiguous, within a budget."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -27,6 +27,20 @@ def one_gateway(seed: int, sessions: int) -> tuple[SimulatedService, str, str]:
     compute_id = service.add_gateway(workspace_id)
     service.add_sessions(workspace_id, compute_id, sessions, spread_days=30)
     return service, workspace_id, compute_id
+
+
+def running_only(
+    service: SimulatedService, workspace_id: str, compute_id: str, positions: Sequence[int]
+) -> list[str]:
+    """Finish every session of the gateway but those at `positions` (0 = newest), which
+    run; their ids."""
+    ids = service.session_ids(workspace_id, compute_id)
+    for session_id in ids:
+        service.finish(session_id)
+    running = [ids[position] for position in positions]
+    for session_id in running:
+        service.set_state(session_id, "running")
+    return running
 
 
 def settings_for(database_url: str, endpoint: str, page_size: int = 50) -> Settings:
@@ -154,12 +168,7 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
     database_url: str, engine: AsyncEngine
 ) -> None:
     service, workspace_id, compute_id = one_gateway(7, 3000)
-    ids = service.session_ids(workspace_id, compute_id)
-    for session_id in ids:  # settle everything so the deep ones are the only open ones
-        service.finish(session_id)
-    deep = [ids[1234], ids[2777]]
-    for session_id in deep:
-        service.set_state(session_id, "running")
+    deep = running_only(service, workspace_id, compute_id, (1234, 2777))
     async with serve(service) as endpoint:
         settings = settings_for(database_url, endpoint, page_size=100)
         first = await sync(settings)
@@ -200,12 +209,7 @@ async def test_an_incremental_pass_costs_one_request_per_page_holding_open_sessi
     database_url: str, engine: AsyncEngine
 ) -> None:
     service, workspace_id, compute_id = one_gateway(8, 1000)
-    ids = service.session_ids(workspace_id, compute_id)
-    for session_id in ids:
-        service.finish(session_id)
-    moving = [ids[3], ids[60], ids[640]]  # two on the head page, one deep
-    for session_id in moving:
-        service.set_state(session_id, "running")
+    moving = running_only(service, workspace_id, compute_id, (3, 60, 640))  # 2 on page 1
     async with serve(service) as endpoint:
         settings = settings_for(database_url, endpoint, page_size=100)
         await sync(settings)
