@@ -254,8 +254,9 @@ class _Pass:
     async def incremental_pass(self) -> None:
         """The head, then the pages where stored, still-moving sessions should be.
 
-        The head is skipped when a deep open session is found exactly where the store
-        places it: nothing was added in front of it (the service forgets at the tail).
+        The head is skipped when the shallowest open session lies below the first page and
+        is found exactly where the store places it: nothing was added in front of it (the
+        service forgets at the tail).
         """
         async with self.engine.connect() as conn:
             open_sessions = await store.open_sessions(conn, self.gateway)
@@ -281,9 +282,10 @@ class _Pass:
                 return
 
     async def read_head(self) -> int | None:
-        """Pages from the first until one holds a session stored before this pass: new
-        sessions are the newest, so none lies beyond it. How many were new (None: the
-        listing proved unordered and a full pass ran instead)."""
+        """Pages from the first until one shows no change: no new session (new ones are
+        the newest, so none lies beyond it) and no stored one changed (a change near the
+        head, a late cost figure say, keeps the reading going). How many were new (None:
+        the listing proved unordered and a full pass ran instead)."""
         page_num, added = 1, 0
         while True:
             (_, counts), step = await self.read_records(page_num)
@@ -291,7 +293,7 @@ class _Pass:
                 await self.fall_back_to_full(page_num, step)
                 return None
             added += counts.inserted
-            if step is Step.DONE or counts.updated + counts.unchanged > 0:
+            if step is Step.DONE or counts.inserted == counts.updated == 0:
                 return added
             page_num += 1
 

@@ -190,8 +190,9 @@ async def test_incremental_pass_reads_the_head_and_goes_straight_to_deep_open_se
         changed = await sync(settings)
         run = changed.runs[0]
         assert (run.mode, run.inserted, run.updated) == ("incremental", 5, 2)
-        # The first deep page shows 5 sessions were added: the head, then the other one.
-        assert run.requests == 3
+        # The first deep page shows 5 sessions were added: the head up to a page of only
+        # finished, unchanged sessions (2 pages), then the other deep one.
+        assert run.requests == 4
     async with engine.connect() as conn:
         states = dict(
             (
@@ -222,10 +223,38 @@ async def test_an_incremental_pass_costs_one_request_per_page_holding_open_sessi
         )
         changed = await sync(settings)
         run = changed.runs[0]
-        # Two pages of head (130 new), the second also holds the first two open ones
-        # (pushed down by 130); the deep one is found through its shifted position.
-        assert (run.inserted, run.updated, run.requests) == (130, 1, 3)
+        # The deep one, not where the store placed it; then the head: two pages of new
+        # sessions (the second also holds the first two open ones, pushed down by 130) and
+        # the page that holds only finished, unchanged ones.
+        assert (run.inserted, run.updated, run.requests) == (130, 1, 4)
     assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
+
+
+async def test_the_head_is_read_on_while_its_pages_show_change(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service, workspace_id, compute_id = one_gateway(10, 1000)
+    running_only(service, workspace_id, compute_id, ())
+    late = service.session_ids(workspace_id, compute_id)[130]
+    async with serve(service) as endpoint:
+        settings = settings_for(database_url, endpoint, page_size=100)
+        await sync(settings)
+        assert (await sync(settings)).runs[0].requests == 1  # nothing open, nothing new
+
+        # A finished session's cost is corrected, and 20 sessions are added in front.
+        service.override_fields(late, cuHours=123.25)
+        service.add_sessions(
+            workspace_id, compute_id, 20, state="terminated", create_time_ms=service.now_ms
+        )
+        run = (await sync(settings)).runs[0]
+        # Page 1 holds new sessions, page 2 (position 150) the changed one, page 3 only
+        # finished, unchanged ones: there the head ends.
+        assert (run.mode, run.inserted, run.updated, run.requests) == ("incremental", 20, 1, 3)
+    async with engine.connect() as conn:
+        cost = await conn.scalar(
+            select(livy_sessions.c.cu_hours).where(livy_sessions.c.session_id == late)
+        )
+    assert float(cost) == 123.25
 
 
 async def test_an_unordered_listing_gets_full_passes_and_ends_exact(
