@@ -13,8 +13,8 @@ thousands deep open, then with only the two deep ones open), of a pass after 5 n
 sessions per gateway and the running sessions finishing, and of a quiet pass once
 nothing is open; and, after `--history` forgotten sessions are added to the store, the
 RSS of a full pass again. A baseline child fetches and decodes every page with the same
-client and no database; the first pass is reported as a ratio to it. On PostgreSQL, the
-issue's yardstick is measured in the same run, right before the first pass: a per-page
+client and no database; the first pass is reported as a ratio to it. On PostgreSQL, a
+yardstick is measured in the same run, right before the first pass: a per-page
 guarded upsert alone (pre-cleaned pages, one writer per gateway, a scratch database), and
 the first pass is reported as a fraction of its throughput, which says more than sessions/s
 on a machine whose speed varies.
@@ -238,7 +238,7 @@ async def drop_postgres(admin_url: str, name: str) -> None:
     await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-#: The issue's yardstick: a per-page guarded upsert on its own, into the same table. No HTTP,
+#: The yardstick: a per-page guarded upsert on its own, into the same table. No HTTP,
 #: no cleaning, no state changes, run counters or checkpoint: only what no loader avoids.
 _GUARDED_UPSERT_SQL = f"""
 INSERT INTO livy_sessions AS s ({store._COLUMN_LIST}, first_seen_at, updated_at)
