@@ -223,9 +223,9 @@ async def test_an_incremental_pass_costs_one_request_per_page_holding_open_sessi
         )
         changed = await sync(settings)
         run = changed.runs[0]
-        # The deep one, not where the store placed it; then the head: two pages of new
-        # sessions (the second also holds the first two open ones, pushed down by 130) and
-        # the page that holds only finished, unchanged ones.
+        # Three pages of head: two with new sessions (the second also holds the two open
+        # ones, pushed down by 130, one of them finished) and one without change; then the
+        # deep one, found through its shifted position.
         assert (run.inserted, run.updated, run.requests) == (130, 1, 4)
     assert set(await stored(engine)) == set(service.session_ids(workspace_id, compute_id))
 
