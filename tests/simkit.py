@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from harvester.api.credentials import StaticCredentials
@@ -12,6 +13,25 @@ from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, Simu
 
 REGION = "cn-hangzhou"
 DEMO = StaticCredentials(Credentials(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET))
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment for a `harvester` subprocess, without any HARVESTER_ or
+    ALIBABA_ variable of the machine's own: only what a test sets reaches the child."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    """The environment of a `harvester` subprocess: no ECS metadata lookup, the demo
+    credentials, the whole region as target; `values` on top."""
+    return {
+        **inherited_env(),
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
+        "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
+        **values,
+    }
 
 
 def listed(service: SimulatedService) -> dict[str, tuple[str, str, dict[str, Any]]]:

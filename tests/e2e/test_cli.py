@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -14,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from simkit import cli_env
 
 ROOT = Path(__file__).parents[2]
 HARVESTER = [sys.executable, "-m", "harvester"]
@@ -48,16 +46,10 @@ def simulator(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def env(tmp_path: Path, simulator: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
-    return {
-        **base,
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
-        "HARVESTER_API__ENDPOINT": simulator,
-        "HARVESTER_TARGETS": '[{"region_id": "cn-hangzhou"}]',
-        "HARVESTER_SERVER__LISTEN": "",  # no fixed port: tests run side by side
-    }
+    return cli_env(
+        HARVESTER_API__ENDPOINT=simulator,
+        HARVESTER_SERVER__LISTEN="",  # no fixed port: tests run side by side
+    )
 
 
 def test_migrate_then_sync_into_the_default_sqlite(tmp_path: Path, env: dict[str, str]) -> None:

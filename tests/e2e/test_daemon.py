@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import signal
 import socket
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from simkit import cli_env
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,17 +39,15 @@ def free_port() -> int:
 
 
 def base_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
-    return {
-        **env,
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        "HARVESTER_SCHEDULE__INTERVAL": "1s",
-        "HARVESTER_SCHEDULE__JITTER": "0.2s",
-        "HARVESTER_SCHEDULE__DISCOVERY_INTERVAL": "2s",
-        "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
-        **values,
-    }
+    return cli_env(
+        **{
+            "HARVESTER_SCHEDULE__INTERVAL": "1s",
+            "HARVESTER_SCHEDULE__JITTER": "0.2s",
+            "HARVESTER_SCHEDULE__DISCOVERY_INTERVAL": "2s",
+            "HARVESTER_API__REQUESTS_PER_SECOND": "1000",
+            **values,
+        }
+    )
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from simkit import inherited_env
 from sqlalchemy import insert
 
 from harvester.db.engine import create_engine
@@ -22,8 +22,7 @@ HARVESTER = [sys.executable, "-m", "harvester"]
 
 
 def run(args: list[str], database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
-    env["HARVESTER_DATABASE_URL"] = database_url
+    env = {**inherited_env(), "HARVESTER_DATABASE_URL": database_url}
     return subprocess.run(
         HARVESTER + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
         check=False,

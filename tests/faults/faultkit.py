@@ -7,21 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import simkit
-from simkit import REGION, listed
+from simkit import listed
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from harvester.db.engine import create_engine
 from harvester.db.tables import harvest_runs, harvest_targets, livy_sessions, session_state_changes
 from harvester.settings import Settings
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatedService
+from harvester.simulator import SimulatedService
 
 #: every fault the issue lists, as the simulator names them
 API_FAULTS = (
@@ -52,18 +51,14 @@ def make_service(seed: int, sessions_per_gateway: int = 60) -> SimulatedService:
 
 def cli_env(endpoint: str, database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a `harvester` subprocess: demo credentials, short timeouts."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
-    return {
-        **base,
-        **FAST_ENV,
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
-        "HARVESTER_API__ENDPOINT": endpoint,
-        "HARVESTER_DATABASE_URL": database_url,
-        "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        **extra,
-    }
+    return simkit.cli_env(
+        **{
+            **FAST_ENV,
+            "HARVESTER_API__ENDPOINT": endpoint,
+            "HARVESTER_DATABASE_URL": database_url,
+            **extra,
+        }
+    )
 
 
 def settings_for(database_url: str, endpoint: str, **env: str) -> Settings:

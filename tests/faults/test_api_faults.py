@@ -11,14 +11,13 @@ import time
 
 from faultkit import (
     API_FAULTS,
-    REGION,
     assert_ledger_consistent,
     assert_store_exact,
     cli_env,
     make_service,
     settings_for,
 )
-from simkit import DEMO
+from simkit import DEMO, REGION
 from sqlalchemy import select
 
 from harvester.db.engine import create_engine

@@ -3,31 +3,19 @@ configuration, 1 for runtime failures, a message naming the cause, never a trace
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harvester.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from simkit import cli_env
 
 HARVESTER = [sys.executable, "-m", "harvester"]
 
 
-def base_env() -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
-    return {
-        **base,
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
-        "HARVESTER_TARGETS": '[{"region_id": "cn-hangzhou"}]',
-    }
-
-
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI; an env value of "" removes that variable."""
-    merged = {k: v for k, v in {**base_env(), **env}.items() if v}
+    merged = {k: v for k, v in {**cli_env(), **env}.items() if v}
     return subprocess.run(
         HARVESTER + args, env=merged, cwd=tmp_path, capture_output=True,
         text=True, timeout=60, check=False,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from faultkit import REGION, assert_ledger_consistent, make_service, settings_for
-from simkit import DEMO
+from faultkit import assert_ledger_consistent, make_service, settings_for
+from simkit import DEMO, REGION
 from sqlalchemy import func, select
 
 from harvester.db.engine import create_engine

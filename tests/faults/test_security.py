@@ -8,7 +8,6 @@ import asyncio
 import datetime
 import ipaddress
 import json
-import os
 import ssl
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from faultkit import REGION, make_service, postgres_dsn
+from faultkit import make_service, postgres_dsn
+from simkit import REGION, cli_env
 from sqlalchemy.engine import make_url
 
 from harvester.api.client import ApiClient
@@ -60,26 +60,22 @@ async def test_secrets_never_appear_in_output_help_or_the_database(postgres_url:
     service = make_service(seed=41, sessions_per_gateway=30)
     database_url = make_url(postgres_url).set(password=DB_PASSWORD)  # trust auth: accepted
     database = database_url.render_as_string(hide_password=False)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HARVESTER_", "ALIBABA_"))}
     outputs: dict[str, str] = {}
     async with serve(
         service, access_keys={AK_ID: AK_SECRET}, security_tokens={AK_ID: STS_TOKEN}
     ) as endpoint:
-        env = {
-            **base,
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-            "ALIBABA_CLOUD_SECURITY_TOKEN": STS_TOKEN,
-            "HARVESTER_SIMULATOR_ACCESS_KEY_SECRET": AK_SECRET,
-            "HARVESTER_SIMULATOR_SECURITY_TOKEN": STS_TOKEN,
-            "HARVESTER_API__ENDPOINT": endpoint,
-            "HARVESTER_API__READ_TIMEOUT": "0.5",
-            "HARVESTER_API__MAX_ATTEMPTS": "3",
-            "HARVESTER_API__RETRY_BUDGET": "5",
-            "HARVESTER_DATABASE_URL": database,
-            "HARVESTER_TARGETS": json.dumps([{"region_id": REGION}]),
-        }
+        env = cli_env(
+            ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID,
+            ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
+            ALIBABA_CLOUD_SECURITY_TOKEN=STS_TOKEN,
+            HARVESTER_SIMULATOR_ACCESS_KEY_SECRET=AK_SECRET,
+            HARVESTER_SIMULATOR_SECURITY_TOKEN=STS_TOKEN,
+            HARVESTER_API__ENDPOINT=endpoint,
+            HARVESTER_API__READ_TIMEOUT="0.5",
+            HARVESTER_API__MAX_ATTEMPTS="3",
+            HARVESTER_API__RETRY_BUDGET="5",
+            HARVESTER_DATABASE_URL=database,
+        )
         status, outputs["migrate"] = await harvester("migrate", "--log-level", "DEBUG", env=env)
         assert status == 0, outputs["migrate"]
         status, outputs["sync json debug"] = await harvester(
