@@ -2,7 +2,7 @@
 
 A full pass reads every page, head to tail, then re-reads where it cannot prove it saw
 everything (bounded) and marks what the service forgot. An incremental pass reads the
-head until it meets stored sessions (or skips it when a deep open session shows nothing
+head until a page shows no change (or skips it when a deep open session shows nothing
 was added), then goes straight to the pages where stored, still-moving sessions should
 be. Which one runs is decided from what the store knows.
 
