@@ -337,12 +337,6 @@ async def _add_to_run(conn: AsyncConnection, run_id: int, **increments: int) -> 
         raise LookupError(f"harvest run {run_id} does not exist")
 
 
-async def add_requests(conn: AsyncConnection, run_id: int, requests: int) -> None:
-    """Count requests that stored no page (failed or empty answers) on the run."""
-    if requests:
-        await _add_to_run(conn, run_id, requests=requests)
-
-
 async def start_run(
     conn: AsyncConnection, gateway: Gateway, mode: RunMode, started_at: datetime
 ) -> int:
@@ -460,14 +454,6 @@ async def register_targets(
                 },
             )
         )
-
-
-async def count_sessions(conn: AsyncConnection, gateway: Gateway | None = None) -> int:
-    """Sessions stored, for one gateway or in all."""
-    query = select(func.count()).select_from(livy_sessions)
-    if gateway is not None:
-        query = query.where(_of_gateway(livy_sessions, gateway))
-    return int((await conn.execute(query)).scalar_one())
 
 
 async def gateways_with_open_runs(conn: AsyncConnection) -> list[Gateway]:
